@@ -1,0 +1,249 @@
+"""Tokenised, length-bucketed batches for training and evaluation, as a LightningDataModule."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler
+
+from nmt_prune.data.corpus import (
+    MULTI30K_SHA256,
+    download_multi30k,
+    drop_noise,
+    read_parallel,
+    write_toy_corpus,
+)
+from nmt_prune.data.text import BOS_ID, EOS_ID, PAD_ID, Tokenizer, Vocab
+
+log = logging.getLogger(__name__)
+DATASETS = ("toy", "multi30k")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class DataConfig:
+    """What ``conf/data/*.yaml`` holds (see the comments there)."""
+
+    name: str = "toy"
+    root: str | None = None
+    src_lang: str = "src"
+    tgt_lang: str = "tgt"
+    splits: dict[str, str] = field(default_factory=lambda: {s: s for s in SPLITS})
+    toy_seed: int = 1
+    toy_sizes: dict[str, int] = field(default_factory=lambda: {"train": 5000, "val": 500, "test": 500})
+    download: bool = True
+    tokenizer: str = "moses"
+    lowercase: bool = False
+    spm_vocab_size: int = 8000
+    min_freq: int = 1
+    max_vocab: int | None = None
+    max_len: int = 50
+    batch_size: int = 64
+    eval_batch_size: int = 128
+    bucket_pool: int = 100
+
+
+@dataclass
+class Split:
+    """One split: raw source/reference lines and encoded id lists (source ends with EOS)."""
+
+    src_raw: list[str]
+    tgt_raw: list[str]
+    src: list[list[int]]
+    tgt: list[list[int]]
+
+
+def collate(examples: list[tuple[int, list[int], list[int]]]) -> dict[str, Tensor]:
+    """(index, src ids, tgt ids) -> padded batch.
+
+    src (B, S), src_len (B,), tgt_in (B, T) = BOS + y, tgt_out (B, T) = y + EOS, idx (B,).
+    """
+    B = len(examples)
+    S = max(len(s) for _, s, _ in examples)
+    T = max(len(t) for _, _, t in examples) + 1
+    src = torch.full((B, S), PAD_ID, dtype=torch.long)
+    tgt_in = torch.full((B, T), PAD_ID, dtype=torch.long)
+    tgt_out = torch.full((B, T), PAD_ID, dtype=torch.long)
+    for b, (_, s, t) in enumerate(examples):
+        src[b, : len(s)] = torch.tensor(s)
+        tgt_in[b, : len(t) + 1] = torch.tensor([BOS_ID] + t)
+        tgt_out[b, : len(t) + 1] = torch.tensor(t + [EOS_ID])
+    return {
+        "src": src,
+        "src_len": torch.tensor([len(s) for _, s, _ in examples]),
+        "tgt_in": tgt_in,
+        "tgt_out": tgt_out,
+        "idx": torch.tensor([i for i, _, _ in examples]),
+    }
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of ``batch_size`` sentences of similar length.
+
+    Training: shuffle, cut into pools of ``pool`` batches, sort each pool by (source, target)
+    length, cut into batches, shuffle the batches; reshuffled every epoch from (seed, epoch).
+    Evaluation (``shuffle=False``): sorted by source length, so each batch decodes quickly; the
+    batch's ``idx`` restores the original order.
+    """
+
+    def __init__(
+        self, lengths: list[tuple[int, int]], batch_size: int, shuffle: bool, seed: int = 0,
+        pool: int = 100,
+    ) -> None:  # fmt: skip
+        self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
+        self.seed, self.pool, self.epoch = seed, pool, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        idx = list(range(len(self.lengths)))
+        if not self.shuffle:
+            idx.sort(key=lambda i: self.lengths[i])
+            return [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        rng = random.Random(self.seed * 100003 + self.epoch)
+        rng.shuffle(idx)
+        step = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(idx), step):
+            chunk = sorted(idx[start : start + step], key=lambda i: self.lengths[i])
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, split: Split) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split.src)
+
+    def __getitem__(self, i: int) -> tuple[int, list[int], list[int]]:
+        return i, self.split.src[i], self.split.tgt[i]
+
+
+class NMTDataModule(pl.LightningDataModule):
+    """Reads (or generates / downloads) the corpus, tokenises it and builds the vocabularies.
+
+    The vocabularies and tokenisers come from the training split only. ``max_len`` filters
+    training pairs only; validation and test keep every line so hypotheses stay aligned with the
+    reference files.
+    """
+
+    def __init__(self, cfg: DataConfig, cache_dir: str | Path, seed: int = 0) -> None:
+        super().__init__()
+        if cfg.name not in DATASETS:
+            raise ValueError(f"data.name={cfg.name!r}; valid choices: {DATASETS}")
+        self.cfg, self.cache_dir, self.seed = cfg, Path(cache_dir), seed
+        self.splits: dict[str, Split] = {}
+        self.n_dropped = {"noise": 0, "too_long": 0}
+
+    # ----------------------------------------------------------------------- files
+    def data_dir(self) -> Path:
+        """Directory holding ``{split}.{lang}`` files (generated / downloaded if needed)."""
+        cfg = self.cfg
+        if cfg.name == "toy":
+            d = Path(cfg.root) if cfg.root else self.cache_dir / f"toy-seed{cfg.toy_seed}"
+            sizes = {cfg.splits[s]: cfg.toy_sizes[s] for s in SPLITS}
+            write_toy_corpus(d, cfg.toy_seed, sizes, (cfg.src_lang, cfg.tgt_lang))
+            return d
+        d = Path(cfg.root) if cfg.root else self.cache_dir / "multi30k"
+        files = [f"{cfg.splits[s]}.{lang}" for s in SPLITS for lang in (cfg.src_lang, cfg.tgt_lang)]
+        missing = [f for f in files if not (d / f).is_file()]
+        if missing and not cfg.download:
+            raise FileNotFoundError(
+                f"data.root={d} lacks {missing}; put the Multi30k task-1 text files there "
+                f"or set data.download=true"
+            )
+        if missing:
+            known = [f for f in missing if f in MULTI30K_SHA256]
+            download_multi30k(d, known)
+        return d
+
+    def prepare_data(self) -> None:
+        self.data_dir()
+
+    # ----------------------------------------------------------------------- tokenise
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        cfg, d = self.cfg, self.data_dir()
+        raw = {s: read_parallel(d / f"{cfg.splits[s]}.{cfg.src_lang}",
+                                d / f"{cfg.splits[s]}.{cfg.tgt_lang}") for s in SPLITS}  # fmt: skip
+        train_src, train_tgt, self.n_dropped["noise"] = drop_noise(*raw["train"])
+        if self.n_dropped["noise"]:
+            log.info("dropped %d training pairs with an empty or '@@' side", self.n_dropped["noise"])
+        if cfg.tokenizer == "sentencepiece":
+            self.src_tok = Tokenizer.train_sentencepiece(train_src, cfg.src_lang, cfg.spm_vocab_size, cfg.lowercase)
+            self.tgt_tok = Tokenizer.train_sentencepiece(train_tgt, cfg.tgt_lang, cfg.spm_vocab_size, cfg.lowercase)
+        else:
+            self.src_tok = Tokenizer(cfg.tokenizer, cfg.src_lang, cfg.lowercase)
+            self.tgt_tok = Tokenizer(cfg.tokenizer, cfg.tgt_lang, cfg.lowercase)
+        train_s = [self.src_tok.tokenize(x) for x in train_src]
+        train_t = [self.tgt_tok.tokenize(x) for x in train_tgt]
+        self.src_vocab = Vocab.build(train_s, cfg.min_freq, cfg.max_vocab)
+        self.tgt_vocab = Vocab.build(train_t, cfg.min_freq, cfg.max_vocab)
+        if len(self.src_vocab) <= 4 or len(self.tgt_vocab) <= 4:
+            raise ValueError(
+                f"empty vocabulary (source {len(self.src_vocab) - 4}, target "
+                f"{len(self.tgt_vocab) - 4} words) with data.min_freq={cfg.min_freq}: "
+                f"lower data.min_freq or check the training files in {d}"
+            )
+        keep = [i for i, (s, t) in enumerate(zip(train_s, train_t))
+                if 0 < len(s) <= cfg.max_len and 0 < len(t) <= cfg.max_len]  # fmt: skip
+        self.n_dropped["too_long"] = len(train_s) - len(keep)
+        self.splits["train"] = Split(
+            [train_src[i] for i in keep], [train_tgt[i] for i in keep],
+            [self.src_vocab.encode(train_s[i]) + [EOS_ID] for i in keep],
+            [self.tgt_vocab.encode(train_t[i]) for i in keep],
+        )  # fmt: skip
+        for s in ("val", "test"):
+            src, tgt = raw[s]
+            self.splits[s] = Split(
+                src, tgt, [self.encode_source(x) for x in src],
+                [self.tgt_vocab.encode(self.tgt_tok.tokenize(x)) for x in tgt],
+            )  # fmt: skip
+        log.info(
+            "data %s: train %d pairs (%d too long dropped), val %d, test %d; vocab src %d tgt %d",
+            cfg.name, len(keep), self.n_dropped["too_long"], len(raw["val"][0]),
+            len(raw["test"][0]), len(self.src_vocab), len(self.tgt_vocab),
+        )  # fmt: skip
+
+    def encode_source(self, line: str) -> list[int]:
+        return self.src_vocab.encode(self.src_tok.tokenize(line)) + [EOS_ID]
+
+    # ----------------------------------------------------------------------- loaders
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        data = self.splits[split]
+        bs = self.cfg.batch_size if shuffle else self.cfg.eval_batch_size
+        lengths = [(len(s), len(t)) for s, t in zip(data.src, data.tgt)]
+        sampler = BucketBatchSampler(lengths, bs, shuffle, self.seed, self.cfg.bucket_pool)
+        return DataLoader(_Indexed(data), batch_sampler=sampler, collate_fn=collate)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def state(self) -> dict:
+        """Plain-data state a checkpoint needs to translate new text."""
+        return {"src_vocab": self.src_vocab.itos, "tgt_vocab": self.tgt_vocab.itos,
+                "src_tok": self.src_tok.state(), "tgt_tok": self.tgt_tok.state()}  # fmt: skip

@@ -1,0 +1,257 @@
+"""LSTM encoder-decoder with Luong global attention (Luong, Pham & Manning 2015; See et al. 2016).
+
+Shapes: B batch, S source length, T target length, E embedding size, H hidden size, V vocabulary.
+
+The decoder's recurrent step is written out by hand instead of calling ``nn.LSTMCell`` so that the
+parts that do not depend on the previous step are computed once per batch:
+- the embedding half of the first decoder layer's input projection, for all T steps in one matmul;
+- the attention keys ``W_a h_s`` (Luong "general") for all source positions;
+- the softmax layer over all T attentional states at once.
+Parameters keep their ordinary ``nn.LSTM`` / ``nn.LSTMCell`` names, so masks keyed by parameter
+name, deepcopy and checkpoints see plain tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+ATTENTION_TYPES = ("general", "dot")
+INIT_SCHEMES = ("uniform", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal")
+
+
+@dataclass
+class DecoderState:
+    """Everything one decoder step needs; rows are sentences (or sentence x beam).
+
+    h, c: per layer, shape (B, H). feed: previous attentional state h~, shape (B, H).
+    memory: encoder outputs (B, S, H); keys: attention keys (B, S, H); mask_bias: (B, S) with 0 on
+    real source positions and -inf on padding.
+    """
+
+    h: list[Tensor]
+    c: list[Tensor]
+    feed: Tensor
+    memory: Tensor
+    keys: Tensor
+    mask_bias: Tensor
+
+    def index_select(self, index: Tensor) -> DecoderState:
+        """Reorder / repeat rows (beam search)."""
+        return DecoderState(
+            [x.index_select(0, index) for x in self.h],
+            [x.index_select(0, index) for x in self.c],
+            self.feed.index_select(0, index),
+            self.memory.index_select(0, index),
+            self.keys.index_select(0, index),
+            self.mask_bias.index_select(0, index),
+        )
+
+
+def _lstm_gates(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """LSTM cell update from pre-activations ``gates`` (B, 4H) in PyTorch's i, f, g, o order."""
+    H = c.shape[1]
+    sig = gates.sigmoid()
+    g = gates[:, 2 * H : 3 * H].tanh()
+    c = sig[:, H : 2 * H] * c + sig[:, :H] * g
+    h = sig[:, 3 * H :] * c.tanh()
+    return h, c
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder of See et al. 2016 sect. 3.1 (after Luong et al. 2015).
+
+    Encoder: embeddings -> ``layers``-layer unidirectional LSTM. Decoder: embeddings ->
+    ``layers``-layer LSTM, initialised with the encoder's final states, first layer fed
+    [y_{t-1}; h~_{t-1}] when ``input_feeding`` (Luong sect. 3.3). Global attention (Luong eq. 8):
+    score(h_t, h_s) = h_t^T W_a h_s ("general") or h_t^T h_s ("dot"); context c_t = sum_s a_ts h_s;
+    attentional state h~_t = tanh(W_c [c_t; h_t]) (eq. 5); p(y_t) = softmax(W_s h~_t + b) (eq. 6).
+    """
+
+    def __init__(
+        self,
+        src_vocab: int,
+        tgt_vocab: int,
+        emb_size: int = 256,
+        hidden_size: int = 256,
+        layers: int = 2,
+        dropout: float = 0.3,
+        attention: str = "general",
+        input_feeding: bool = True,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        if attention not in ATTENTION_TYPES:
+            raise ValueError(f"model.attention={attention!r}; valid choices: {ATTENTION_TYPES}")
+        if layers < 1:
+            raise ValueError(f"model.layers={layers}; must be >= 1")
+        self.emb_size, self.hidden_size, self.layers = emb_size, hidden_size, layers
+        self.attention_type, self.input_feeding, self.pad_id = attention, input_feeding, pad_id
+        self.src_embed = nn.Embedding(src_vocab, emb_size, padding_idx=pad_id)
+        self.tgt_embed = nn.Embedding(tgt_vocab, emb_size, padding_idx=pad_id)
+        self.encoder = nn.LSTM(
+            emb_size, hidden_size, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
+        )
+        dec_in = emb_size + (hidden_size if input_feeding else 0)
+        self.decoder = nn.ModuleList(
+            [nn.LSTMCell(dec_in if k == 0 else hidden_size, hidden_size) for k in range(layers)]
+        )
+        self.attn_in = (
+            nn.Linear(hidden_size, hidden_size, bias=False) if attention == "general" else None
+        )
+        self.attn_out = nn.Linear(2 * hidden_size, hidden_size, bias=False)  # W_c
+        self.generator = nn.Linear(hidden_size, tgt_vocab)  # W_s, the "softmax" class
+        self.dropout = nn.Dropout(dropout)
+
+    # --------------------------------------------------------------------------- weight classes
+    def weight_classes(self) -> dict[str, list[str]]:
+        """See et al. 2016 sect. 3.2 weight classes -> parameter names (weights and biases).
+
+        ``src_embed``, ``tgt_embed``, ``encoder.layer{k}`` and ``decoder.layer{k}`` (input and
+        recurrent matrices of layer k, with their biases), ``attention`` (W_a if any, and W_c),
+        ``softmax`` (W_s and its bias). Every parameter belongs to exactly one class.
+        """
+        classes: dict[str, list[str]] = {"src_embed": ["src_embed.weight"]}
+        classes["tgt_embed"] = ["tgt_embed.weight"]
+        for k in range(self.layers):
+            classes[f"encoder.layer{k}"] = [
+                f"encoder.{kind}_l{k}" for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ]
+        for k in range(self.layers):
+            classes[f"decoder.layer{k}"] = [
+                f"decoder.{k}.{kind}" for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ]
+        classes["attention"] = (["attn_in.weight"] if self.attn_in is not None else []) + [
+            "attn_out.weight"
+        ]
+        classes["softmax"] = ["generator.weight", "generator.bias"]
+        return classes
+
+    # --------------------------------------------------------------------------- encoder
+    def encode(self, src: Tensor, src_len: Tensor) -> DecoderState:
+        """src: (B, S) token ids, src_len: (B,) lengths -> initial decoder state."""
+        emb = self.dropout(self.src_embed(src))  # (B, S, E)
+        packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
+        out, (h, c) = self.encoder(packed)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        memory = self.dropout(memory)  # (B, S, H)
+        keys = self.attn_in(memory) if self.attn_in is not None else memory
+        mask_bias = torch.zeros(src.shape, dtype=memory.dtype, device=src.device)
+        mask_bias.masked_fill_(src == self.pad_id, float("-inf"))
+        feed = memory.new_zeros(src.shape[0], self.hidden_size)
+        return DecoderState(list(h.unbind(0)), list(c.unbind(0)), feed, memory, keys, mask_bias)
+
+    # --------------------------------------------------------------------------- decoder
+    def _fused_weights(self) -> list[tuple[Tensor, Tensor]]:
+        """Per decoder layer: (W, b) with W = [W_ih(recurrent part) | W_hh] for one matmul per step.
+
+        For layer 0 only the input-feeding columns of W_ih are included (the embedding columns are
+        applied to all steps at once in ``decode``).
+        """
+        fused = []
+        for k, cell in enumerate(self.decoder):
+            w_in = cell.weight_ih[:, self.emb_size :] if k == 0 else cell.weight_ih
+            fused.append((torch.cat([w_in, cell.weight_hh], 1).t(), cell.bias_ih + cell.bias_hh))
+        return fused
+
+    def _step(
+        self, x0: Tensor, state: DecoderState, fused: list[tuple[Tensor, Tensor]]
+    ) -> tuple[Tensor, DecoderState]:
+        """One decoder step. x0: (B, 4H) layer-0 pre-activation from the embedding (bias included).
+
+        Returns the attentional state h~_t (B, H) after dropout and the new state.
+        """
+        hs, cs = [], []
+        inp = state.feed
+        for k in range(self.layers):
+            w, b = fused[k]
+            if k == 0:
+                rec = torch.cat([inp, state.h[0]], 1) if self.input_feeding else state.h[0]
+                gates = torch.addmm(x0, rec, w)
+            else:
+                gates = torch.addmm(b, torch.cat([inp, state.h[k]], 1), w)
+            h, c = _lstm_gates(gates, state.c[k])
+            hs.append(h)
+            cs.append(c)
+            inp = self.dropout(h) if k < self.layers - 1 else h
+        # Luong global attention, eq. 7-8
+        scores = torch.baddbmm(state.mask_bias.unsqueeze(1), inp.unsqueeze(1), state.keys.transpose(1, 2))
+        alpha = scores.softmax(-1)  # (B, 1, S)
+        context = torch.bmm(alpha, state.memory).squeeze(1)  # (B, H)
+        att = self.dropout(torch.tanh(self.attn_out(torch.cat([context, inp], 1))))  # h~_t
+        return att, DecoderState(hs, cs, att, state.memory, state.keys, state.mask_bias)
+
+    def _embed_proj(self, tgt_in: Tensor, fused: list[tuple[Tensor, Tensor]]) -> Tensor:
+        """Layer-0 input pre-activations from target embeddings: (B, T) -> (B, T, 4H)."""
+        emb = self.dropout(self.tgt_embed(tgt_in))
+        w_emb = self.decoder[0].weight_ih[:, : self.emb_size]
+        return torch.addmm(fused[0][1], emb.flatten(0, 1), w_emb.t()).view(*tgt_in.shape, -1)
+
+    def decode(self, tgt_in: Tensor, state: DecoderState) -> Tensor:
+        """Teacher-forced decoding. tgt_in: (B, T) ids starting with BOS -> logits (B, T, V)."""
+        fused = self._fused_weights()
+        x0 = self._embed_proj(tgt_in, fused)  # (B, T, 4H)
+        outs = []
+        for x0_t in x0.unbind(1):  # unbind, not x0[:, t]: its backward is one stack, not T zero-fills
+            att, state = self._step(x0_t, state, fused)
+            outs.append(att)
+        return self.generator(torch.stack(outs, 1))  # (B, T, V)
+
+    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
+        """(B, S), (B,), (B, T) -> logits (B, T, V)."""
+        return self.decode(tgt_in, self.encode(src, src_len))
+
+    def step_log_probs(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """Inference step: prev (B,) last tokens -> log-probabilities (B, V), new state."""
+        fused = self._fused_weights()
+        x0 = self._embed_proj(prev.unsqueeze(1), fused)[:, 0]
+        att, state = self._step(x0, state, fused)
+        return self.generator(att).log_softmax(-1), state
+
+
+# ------------------------------------------------------------------------------- initialisation
+def init_weights(model: nn.Module, scheme: str, scale: float = 0.1) -> None:
+    """Initialise every parameter of ``model`` in place.
+
+    ``uniform``: U(-scale, scale) for all parameters, biases included (See et al. 2016 sect. 4.1,
+    scale 0.1). ``kaiming_*`` (He et al. 2015, fan_in mode, gain 1 since LSTM/attention
+    pre-activations are not ReLU): std = 1/sqrt(fan_in). ``xavier_*`` (Glorot & Bengio 2010):
+    std = sqrt(2/(fan_in+fan_out)). Uniform variants use bound sqrt(3)*std. These apply to every
+    matrix (embeddings as (V, E) with fan_in = E); biases are set to zero. LSTM matrices are
+    treated per gate block (4 blocks of H rows), so fan_out is H, not 4H. Padding embedding rows
+    are zeroed in every scheme.
+    """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init.scheme={scheme!r}; valid choices: {INIT_SCHEMES}")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if scheme == "uniform":
+                p.uniform_(-scale, scale)
+            elif p.dim() < 2:
+                p.zero_()
+            else:
+                is_lstm = "weight_ih" in name or "weight_hh" in name
+                blocks = p.view(4, p.shape[0] // 4, p.shape[1]) if is_lstm else p.unsqueeze(0)
+                for block in blocks:
+                    _init_matrix(block, scheme)
+        for module in model.modules():
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+
+
+def _init_matrix(w: Tensor, scheme: str) -> None:
+    """Initialise one (fan_out, fan_in) matrix view in place."""
+    fan_out, fan_in = w.shape
+    if scheme.startswith("kaiming"):
+        std = 1.0 / math.sqrt(fan_in)  # gain 1 (linear), as for LSTM pre-activations
+    else:
+        std = math.sqrt(2.0 / (fan_in + fan_out))
+    if scheme.endswith("uniform"):
+        bound = math.sqrt(3.0) * std
+        w.uniform_(-bound, bound)
+    else:
+        w.normal_(0.0, std)

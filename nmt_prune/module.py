@@ -1,0 +1,180 @@
+"""LightningModule: loss, perplexity, BLEU, optimiser and learning-rate schedule."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import Tensor
+from torchmetrics import MeanMetric
+
+from nmt_prune.data.text import PAD_ID, Tokenizer, Vocab
+from nmt_prune.metrics import bleu_scores
+from nmt_prune.model import Seq2Seq
+from nmt_prune.search import beam_search, greedy_search
+
+LR_SCHEDULES = ("none", "halving", "plateau")
+log = logging.getLogger(__name__)
+
+
+class NMTModule(pl.LightningModule):
+    """Trains a ``Seq2Seq`` with token-level cross entropy (padding ignored).
+
+    Hyperparameters are plain dicts (checkpoints load with ``weights_only=True``):
+    ``model`` (Seq2Seq kwargs but the vocabulary sizes), ``optim`` (a Hydra ``_partial_``
+    optimizer node, e.g. ``{_target_: torch.optim.Adam, _partial_: true, lr: 0.001}``),
+    ``lr_schedule`` ({name: none | halving (x factor every ``every`` epochs from ``start_epoch``,
+    See et al.'s SGD recipe) | plateau (x factor when val ppl stops improving)}),
+    ``label_smoothing``, ``eval`` (decoding settings). The data state (vocabularies and
+    tokenisers) travels in the checkpoint too, so a checkpoint alone can translate.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        optim: dict,
+        lr_schedule: dict,
+        eval: dict,
+        data_state: dict,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["data_state"], logger=False)
+        if lr_schedule["name"] not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule.name={lr_schedule['name']!r}; valid choices: {LR_SCHEDULES}")
+        self.data_state = data_state
+        self.src_vocab, self.tgt_vocab = Vocab(data_state["src_vocab"]), Vocab(data_state["tgt_vocab"])
+        self.src_tok = Tokenizer.from_state(data_state["src_tok"])
+        self.tgt_tok = Tokenizer.from_state(data_state["tgt_tok"])
+        self.model = Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), pad_id=PAD_ID, **model)
+        self.nll = MeanMetric()  # token-weighted mean NLL of the current eval split
+        self.hyps: dict[int, str] = {}
+        self.history: list[dict[str, float]] = []
+        self._tokens, self._epoch_t0, self._train_s = 0, 0.0, 0.0
+
+    # ----------------------------------------------------------------------- training
+    def _nll(self, batch: dict[str, Tensor], smoothing: float) -> tuple[Tensor, Tensor]:
+        """-> (sum of token losses, number of target tokens)."""
+        logits = self.model(batch["src"], batch["src_len"], batch["tgt_in"])  # (B, T, V)
+        loss = F.cross_entropy(
+            logits.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=PAD_ID,
+            reduction="sum", label_smoothing=smoothing,
+        )  # fmt: skip
+        return loss, (batch["tgt_out"] != PAD_ID).sum()
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss_sum, ntok = self._nll(batch, self.hparams.label_smoothing)
+        loss = loss_sum / ntok
+        self._tokens += int(ntok)
+        self.log("train/loss", loss, prog_bar=True, batch_size=int(ntok))
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._tokens, self._epoch_t0, self._train_s = 0, time.perf_counter(), 0.0
+
+    # ----------------------------------------------------------------------- evaluation
+    def translate_batch(self, batch: dict[str, Tensor], beam_size: int) -> list[str]:
+        """Decode a batch into detokenised strings (batch order)."""
+        ev = self.hparams.eval
+        if beam_size == 1:
+            ids = greedy_search(self.model, batch["src"], batch["src_len"],
+                                ev["max_len_ratio"], ev["max_len_extra"])  # fmt: skip
+        else:
+            ids = beam_search(self.model, batch["src"], batch["src_len"], beam_size,
+                              ev["length_penalty"], ev["max_len_ratio"], ev["max_len_extra"])  # fmt: skip
+        return [self.tgt_tok.detokenize(self.tgt_vocab.decode(row)) for row in ids.tolist()]
+
+    def _eval_step(self, batch: dict[str, Tensor], beam_size: int | None) -> None:
+        loss_sum, ntok = self._nll(batch, 0.0)
+        self.nll.update(loss_sum / ntok, weight=ntok)
+        if beam_size:
+            for i, hyp in zip(batch["idx"].tolist(), self.translate_batch(batch, beam_size)):
+                self.hyps[i] = hyp
+
+    def _eval_end(self, stage: str, refs: list[str]) -> dict[str, float]:
+        nll = float(self.nll.compute())
+        self.nll.reset()
+        metrics = {f"{stage}/loss": nll, f"{stage}/ppl": math.exp(min(nll, 50.0))}
+        if self.hyps:  # all lines, or those decoded under trainer.limit_*_batches
+            order = sorted(self.hyps)
+            hyps = [self.hyps[i] for i in order]
+            scores = bleu_scores(hyps, [refs[i] for i in order], self.tgt_tok.tokenize)
+            metrics.update({f"{stage}/bleu": scores["bleu"], f"{stage}/bleu_lc": scores["bleu_lc"],
+                            f"{stage}/bleu_tok_lc": scores["bleu_tok_lc"]})  # fmt: skip
+            self.last_hyps, self.last_signature = hyps, scores["signature"]
+        self.hyps = {}
+        self.log_dict(metrics, prog_bar=True)
+        return metrics
+
+    def _fitting(self) -> bool:
+        return self.trainer.state.fn == "fit" and not self.trainer.sanity_checking
+
+    def on_validation_epoch_start(self) -> None:
+        if self._fitting():
+            self._train_s = time.perf_counter() - self._epoch_t0
+        self._val_t0 = time.perf_counter()
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        ev = self.hparams.eval
+        self._eval_step(batch, ev["val_beam_size"] if ev["val_bleu"] else None)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self._eval_end("val", self.trainer.datamodule.splits["val"].tgt_raw)
+        if not self._fitting():
+            return
+        train_s = self._train_s or time.perf_counter() - self._epoch_t0
+        row = {"epoch": self.current_epoch, "train_s": train_s, "tok_per_s": self._tokens / train_s,
+               "val_s": time.perf_counter() - self._val_t0, "lr": self.optimizers().param_groups[0]["lr"],
+               **{k.replace("/", "_"): v for k, v in metrics.items()}}  # fmt: skip
+        self.history.append(row)
+        log.info("epoch %d: %s", row["epoch"], ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+        self.log_dict({"train/epoch_s": train_s, "train/tok_per_s": row["tok_per_s"]})
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.hparams.eval["beam_size"])
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test", self.trainer.datamodule.splits["test"].tgt_raw)
+
+    # ----------------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> Any:
+        opt = instantiate(self.hparams.optim)(self.parameters())
+        sched = self.hparams.lr_schedule
+        if sched["name"] == "none":
+            return opt
+        if sched["name"] == "halving":
+            epochs = self.trainer.max_epochs or 1000
+            milestones = list(range(sched["start_epoch"], epochs, sched["every"]))
+            s = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=sched["factor"])
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "epoch"}}
+        s = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=sched["factor"], patience=sched["patience"]
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "monitor": "val/ppl"}}
+
+    # ----------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["data_state"] = self.data_state
+        checkpoint["history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = list(checkpoint.get("history", []))
+
+    @classmethod
+    def from_checkpoint(cls, path: str, map_location: str = "cpu") -> NMTModule:
+        """Rebuild a module (model, vocabularies, tokenisers) from a checkpoint for inference.
+
+        Loads with ``weights_only=True``; raises a clear error if the file is not one of ours.
+        """
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        if "data_state" not in ckpt or "hyper_parameters" not in ckpt:
+            raise ValueError(f"{path} is not an nmt-prune checkpoint (no data_state/hyper_parameters)")
+        module = cls(data_state=ckpt["data_state"], **ckpt["hyper_parameters"])
+        module.load_state_dict(ckpt["state_dict"])
+        return module.eval()
