@@ -143,17 +143,24 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
             status="ok",
             prune=None,
             **param_stats(module.model),
-            val_ppl=val["val/ppl"], val_bleu=val.get("val/bleu"),
-            test_ppl=test["test/ppl"], test_bleu=test["test/bleu"],
-            test_bleu_lc=test["test/bleu_lc"], test_bleu_tok_lc=test["test/bleu_tok_lc"],
+            val_ppl=val["val/ppl"],
+            val_bleu=val.get("val/bleu"),
+            test_ppl=test["test/ppl"],
+            test_bleu=test["test/bleu"],
+            test_bleu_lc=test["test/bleu_lc"],
+            test_bleu_tok_lc=test["test/bleu_tok_lc"],
             bleu_signature=module.last_signature,
             dense=None,
             timings={"train_s": train_s, "prune_s": 0.0, "retrain_s": 0.0, "eval_s": eval_s},
             checkpoint=best,
             history=history,
-            data={"name": cfg.data.name, "vocab_src": len(dm.src_vocab),
-                  "vocab_tgt": len(dm.tgt_vocab), "train_pairs": len(dm.splits["train"].src),
-                  "dropped": dm.n_dropped},  # fmt: skip
+            data={
+                "name": cfg.data.name,
+                "vocab_src": len(dm.src_vocab),
+                "vocab_tgt": len(dm.tgt_vocab),
+                "train_pairs": len(dm.splits["train"].src),
+                "dropped": dm.n_dropped,
+            },  # fmt: skip
         )
         return results
     except BaseException as e:

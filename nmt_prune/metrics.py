@@ -24,5 +24,7 @@ def bleu_scores(hyps: list[str], refs: list[str], tokenize_fn=None) -> dict:
     }
     if tokenize_fn is not None:
         tok = [" ".join(tokenize_fn(x)) for x in hyps], [" ".join(tokenize_fn(x)) for x in refs]
-        out["bleu_tok_lc"] = BLEU(lowercase=True, tokenize="none", force=True).corpus_score(tok[0], [tok[1]]).score
+        out["bleu_tok_lc"] = (
+            BLEU(lowercase=True, tokenize="none", force=True).corpus_score(tok[0], [tok[1]]).score
+        )
     return out

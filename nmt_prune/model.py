@@ -100,9 +100,7 @@ class Seq2Seq(nn.Module):
         self.decoder = nn.ModuleList(
             [nn.LSTMCell(dec_in if k == 0 else hidden_size, hidden_size) for k in range(layers)]
         )
-        self.attn_in = (
-            nn.Linear(hidden_size, hidden_size, bias=False) if attention == "general" else None
-        )
+        self.attn_in = nn.Linear(hidden_size, hidden_size, bias=False) if attention == "general" else None
         self.attn_out = nn.Linear(2 * hidden_size, hidden_size, bias=False)  # W_c
         self.generator = nn.Linear(hidden_size, tgt_vocab)  # W_s, the "softmax" class
         self.dropout = nn.Dropout(dropout)
@@ -125,9 +123,7 @@ class Seq2Seq(nn.Module):
             classes[f"decoder.layer{k}"] = [
                 f"decoder.{k}.{kind}" for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
             ]
-        classes["attention"] = (["attn_in.weight"] if self.attn_in is not None else []) + [
-            "attn_out.weight"
-        ]
+        classes["attention"] = (["attn_in.weight"] if self.attn_in is not None else []) + ["attn_out.weight"]
         classes["softmax"] = ["generator.weight", "generator.bias"]
         return classes
 

@@ -133,7 +133,9 @@ class NMTModule(pl.LightningModule):
                "val_s": time.perf_counter() - self._val_t0, "lr": self.optimizers().param_groups[0]["lr"],
                **{k.replace("/", "_"): v for k, v in metrics.items()}}  # fmt: skip
         self.history.append(row)
-        log.info("epoch %d: %s", row["epoch"], ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+        log.info(
+            "epoch %d: %s", row["epoch"], ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+        )
         self.log_dict({"train/epoch_s": train_s, "train/tok_per_s": row["tok_per_s"]})
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

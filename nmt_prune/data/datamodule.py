@@ -20,7 +20,7 @@ from nmt_prune.data.corpus import (
     read_parallel,
     write_toy_corpus,
 )
-from nmt_prune.data.text import BOS_ID, EOS_ID, PAD_ID, Tokenizer, Vocab
+from nmt_prune.data.text import BOS_ID, EOS_ID, PAD_ID, Tokenizer, Vocab, encode_source
 
 log = logging.getLogger(__name__)
 DATASETS = ("toy", "multi30k")
@@ -188,8 +188,12 @@ class NMTDataModule(pl.LightningDataModule):
         if self.n_dropped["noise"]:
             log.info("dropped %d training pairs with an empty or '@@' side", self.n_dropped["noise"])
         if cfg.tokenizer == "sentencepiece":
-            self.src_tok = Tokenizer.train_sentencepiece(train_src, cfg.src_lang, cfg.spm_vocab_size, cfg.lowercase)
-            self.tgt_tok = Tokenizer.train_sentencepiece(train_tgt, cfg.tgt_lang, cfg.spm_vocab_size, cfg.lowercase)
+            self.src_tok = Tokenizer.train_sentencepiece(
+                train_src, cfg.src_lang, cfg.spm_vocab_size, cfg.lowercase
+            )
+            self.tgt_tok = Tokenizer.train_sentencepiece(
+                train_tgt, cfg.tgt_lang, cfg.spm_vocab_size, cfg.lowercase
+            )
         else:
             self.src_tok = Tokenizer(cfg.tokenizer, cfg.src_lang, cfg.lowercase)
             self.tgt_tok = Tokenizer(cfg.tokenizer, cfg.tgt_lang, cfg.lowercase)
@@ -208,13 +212,13 @@ class NMTDataModule(pl.LightningDataModule):
         self.n_dropped["too_long"] = len(train_s) - len(keep)
         self.splits["train"] = Split(
             [train_src[i] for i in keep], [train_tgt[i] for i in keep],
-            [self.src_vocab.encode(train_s[i]) + [EOS_ID] for i in keep],
+            [self.src_vocab.encode(train_s[i]) + [EOS_ID] for i in keep],  # as encode_source
             [self.tgt_vocab.encode(train_t[i]) for i in keep],
         )  # fmt: skip
         for s in ("val", "test"):
             src, tgt = raw[s]
             self.splits[s] = Split(
-                src, tgt, [self.encode_source(x) for x in src],
+                src, tgt, [encode_source(self.src_tok, self.src_vocab, x) for x in src],
                 [self.tgt_vocab.encode(self.tgt_tok.tokenize(x)) for x in tgt],
             )  # fmt: skip
         log.info(
@@ -222,9 +226,6 @@ class NMTDataModule(pl.LightningDataModule):
             cfg.name, len(keep), self.n_dropped["too_long"], len(raw["val"][0]),
             len(raw["test"][0]), len(self.src_vocab), len(self.tgt_vocab),
         )  # fmt: skip
-
-    def encode_source(self, line: str) -> list[int]:
-        return self.src_vocab.encode(self.src_tok.tokenize(line)) + [EOS_ID]
 
     # ----------------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

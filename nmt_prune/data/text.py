@@ -21,9 +21,7 @@ class Tokenizer:
     a checkpoint can rebuild it. Case is kept unless ``lowercase``.
     """
 
-    def __init__(
-        self, kind: str, lang: str, lowercase: bool = False, spm_model: bytes | None = None
-    ) -> None:
+    def __init__(self, kind: str, lang: str, lowercase: bool = False, spm_model: bytes | None = None) -> None:
         if kind not in TOKENIZERS:
             raise ValueError(f"data.tokenizer={kind!r}; valid choices: {TOKENIZERS}")
         self.kind, self.lang, self.lowercase, self.spm_model = kind, lang, lowercase, spm_model
@@ -86,9 +84,7 @@ class Vocab:
         self.stoi = {t: i for i, t in enumerate(self.itos)}
 
     @classmethod
-    def build(
-        cls, sentences: Iterable[list[str]], min_freq: int = 1, max_size: int | None = None
-    ) -> Vocab:
+    def build(cls, sentences: Iterable[list[str]], min_freq: int = 1, max_size: int | None = None) -> Vocab:
         """Vocabulary of tokens seen at least ``min_freq`` times, at most ``max_size`` of them
         (specials not counted); ties in frequency are broken alphabetically (deterministic)."""
         counts = Counter(tok for sent in sentences for tok in sent)
@@ -111,3 +107,8 @@ class Vocab:
             if i not in (PAD_ID, BOS_ID):
                 out.append(self.itos[i])
         return out
+
+
+def encode_source(tokenizer: Tokenizer, vocab: Vocab, line: str) -> list[int]:
+    """Raw source line -> ids, EOS-terminated (the encoder sees where the sentence ends)."""
+    return vocab.encode(tokenizer.tokenize(line)) + [EOS_ID]

@@ -102,9 +102,7 @@ def _sentence(rng: random.Random, lex: _Lexicon) -> tuple[str, str]:
     return " ".join(src) + ".", " ".join(tgt) + "."  # written text: Moses splits off the "."
 
 
-def generate_toy_corpus(
-    seed: int, sizes: dict[str, int]
-) -> dict[str, tuple[list[str], list[str]]]:
+def generate_toy_corpus(seed: int, sizes: dict[str, int]) -> dict[str, tuple[list[str], list[str]]]:
     """Generate disjoint splits {name: (source lines, target lines)} with ``sizes[name]`` pairs.
 
     Deterministic for ``seed``: the lexicon and every sentence come from one ``random.Random``.

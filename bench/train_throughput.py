@@ -1,0 +1,121 @@
+"""Training-step throughput: the project's LightningModule (through a Trainer) vs a plain PyTorch
+loop over the same model architecture, batches and optimizer, in one process.
+
+    python bench/train_throughput.py [--data-root ../shared/data/multi30k] [--steps 60] [--threads 2]
+
+Without --data-root, batches are synthetic with Multi30k's shape (vocab 6224/8024, batch 64,
+sentence lengths drawn around Multi30k's means). Prints target tokens/s of both and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from nmt_prune.data.datamodule import DataConfig, NMTDataModule, collate
+from nmt_prune.data.text import PAD_ID
+from nmt_prune.model import init_weights
+from nmt_prune.module import NMTModule
+
+SMALL = {"emb_size": 256, "hidden_size": 256, "layers": 2, "dropout": 0.3, "attention": "general",
+         "input_feeding": True}  # fmt: skip
+
+
+def batches_and_state(args) -> tuple[list[dict], dict]:
+    if args.data_root:
+        cfg = DataConfig(name="multi30k", root=args.data_root, src_lang="en", tgt_lang="de", min_freq=2,
+                         splits={"train": "train", "val": "val", "test": "test_2016_flickr"},
+                         download=False, max_len=80)  # fmt: skip
+        dm = NMTDataModule(cfg, ".cache")
+        dm.setup()
+        it = iter(dm.train_dataloader())
+        return [next(it) for _ in range(args.steps + args.warmup)], dm.state()
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(args.steps + args.warmup):
+        n = int(torch.randint(8, 20, (1,), generator=g))
+        ex = []
+        for i in range(64):
+            m = n + int(torch.randint(0, 3, (1,), generator=g))
+            src = torch.randint(4, 6224, (n + 1,), generator=g).tolist()
+            ex.append((i, src, torch.randint(4, 8024, (m,), generator=g).tolist()))
+        out.append(collate(ex))
+    itos = lambda n: ["<pad>", "<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(n - 4)]  # noqa: E731
+    tok = {"kind": "moses", "lang": "en", "lowercase": False, "spm_model": None}
+    return out, {"src_vocab": itos(6224), "tgt_vocab": itos(8024), "src_tok": tok, "tgt_tok": tok}
+
+
+def make_module(state: dict) -> NMTModule:
+    torch.manual_seed(0)
+    m = NMTModule(model=dict(SMALL), optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
+                  lr_schedule={"name": "none"}, eval={}, data_state=state, label_smoothing=0.0)  # fmt: skip
+    init_weights(m.model, "uniform")
+    return m
+
+
+def ntokens(batches: list[dict]) -> int:
+    return sum(int((b["tgt_out"] != PAD_ID).sum()) for b in batches)
+
+
+def plain_loop(batches: list[dict], warmup: int, state: dict) -> float:
+    model = make_module(state).model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for i, b in enumerate(batches):
+        if i == warmup:
+            t0 = time.perf_counter()
+        logits = model(b["src"], b["src_len"], b["tgt_in"])
+        loss = F.cross_entropy(logits.flatten(0, 1), b["tgt_out"].flatten(), ignore_index=PAD_ID)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+    return ntokens(batches[warmup:]) / (time.perf_counter() - t0)
+
+
+class _Clock(pl.Callback):
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.t0, self.t1 = warmup, 0.0, 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.t1 = time.perf_counter()
+
+
+def lightning_loop(batches: list[dict], warmup: int, state: dict) -> float:
+    module = make_module(state)
+    clock = _Clock(warmup)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, gradient_clip_val=5.0, limit_val_batches=0,
+                         callbacks=[clock])  # fmt: skip
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
+    trainer.fit(module, train_dataloaders=loader)
+    return ntokens(batches[warmup:]) / (clock.t1 - clock.t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    batches, state = batches_and_state(args)
+    print(f"{args.steps} batches of 64 sentences, {ntokens(batches[args.warmup:])} target tokens, "
+          f"threads={args.threads}, data={'multi30k' if args.data_root else 'synthetic'}")  # fmt: skip
+    plain = plain_loop(batches, args.warmup, state)
+    lit = lightning_loop(batches, args.warmup, state)
+    print(f"plain PyTorch loop : {plain:8.0f} target tokens/s")
+    print(f"NMTModule + Trainer: {lit:8.0f} target tokens/s")
+    print(f"ratio (module / plain): {lit / plain:.3f}")
+
+
+if __name__ == "__main__":
+    main()

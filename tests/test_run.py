@@ -1,0 +1,94 @@
+"""End-to-end: run.py on the toy corpus, results contract, checkpoints, errors, translation."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nmt_prune.experiment import run
+from nmt_prune.module import NMTModule
+from nmt_prune.translate import main as translate_main
+from nmt_prune.translate import translate_lines
+from tests.conftest import ROOT, make_cfg
+
+FAST = ["trainer.max_epochs=2", "trainer.limit_train_batches=6", "eval.beam_size=2"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = make_cfg(tmp, *FAST)
+    return tmp, run(cfg, overrides=FAST)
+
+
+def test_results_contract(finished_run):
+    tmp, res = finished_run
+    on_disk = json.loads((tmp / "out" / "results.json").read_text())
+    assert on_disk["status"] == "ok" and on_disk["overrides"] == FAST
+    for key in ("sparsity", "sparsity_by_class", "params", "val_ppl", "val_bleu", "test_ppl",
+                "test_bleu", "bleu_signature", "timings"):  # fmt: skip
+        assert key in on_disk, key
+    assert set(on_disk["timings"]) >= {"train_s", "prune_s", "retrain_s", "eval_s"}
+    assert 0 <= on_disk["test_bleu"] <= 100 and on_disk["test_ppl"] > 1
+    assert len(on_disk["history"]) == 2
+    assert on_disk["params"]["prunable"] < on_disk["params"]["total"]
+
+
+def test_hypotheses_aligned_with_reference(finished_run):
+    tmp, res = finished_run
+    hyps = (tmp / "out" / "hypotheses.test.txt").read_text().split("\n")[:-1]
+    refs = (tmp / "cache" / "toy-seed1" / "test.tgt").read_text().split("\n")[:-1]
+    assert len(hyps) == len(refs) == 40
+
+
+def test_checkpoint_loads_weights_only_and_translates_the_same(finished_run, tmp_path):
+    tmp, res = finished_run
+    ckpt = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)
+    assert "data_state" in ckpt
+    module = NMTModule.from_checkpoint(res["checkpoint"])
+    src = (tmp / "cache" / "toy-seed1" / "test.src").read_text().split("\n")[:-1]
+    hyps = translate_lines(module, src, beam_size=2, batch_size=7)
+    assert hyps == (tmp / "out" / "hypotheses.test.txt").read_text().split("\n")[:-1]
+    (tmp_path / "in.txt").write_text("\n".join(src[:5]) + "\n")
+    translate_main([res["checkpoint"], str(tmp_path / "in.txt"), str(tmp_path / "out.txt"), "--beam", "2"])
+    assert (tmp_path / "out.txt").read_text().split("\n")[:-1] == hyps[:5]
+
+
+def test_resume_from_checkpoint(finished_run, tmp_path):
+    tmp, res = finished_run
+    last = str(Path(res["checkpoint"]).with_name("last.ckpt"))
+    out = run(make_cfg(tmp_path, *FAST[1:], "trainer.max_epochs=3", f"ckpt_path={last}"))
+    assert [h["epoch"] for h in out["history"]] == [0, 1, 2]  # epochs 0-1 restored, 2 trained
+
+
+def test_checkpoint_of_other_shape_is_a_clear_error(finished_run, tmp_path):
+    tmp, res = finished_run
+    with pytest.raises(ValueError, match="different model"):
+        run(make_cfg(tmp_path, "model.hidden_size=24", f"ckpt_path={res['checkpoint']}"))
+    failed = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert failed["status"] == "failed" and "different model" in failed["error"]
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "run.py", f"hydra.run.dir={tmp_path / 'out'}", f"paths.cache_dir={tmp_path / 'c'}",
+         "model=tiny", "threads=1", *args],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_unknown_group_option_lists_choices(tmp_path):
+    p = _cli(tmp_path, "model=huge")
+    assert p.returncode != 0 and "small" in p.stderr and "tiny" in p.stderr
+
+
+def test_run_py_with_wandb_offline(tmp_path):
+    p = _cli(tmp_path, "logger=wandb", "data.toy_sizes.train=200", "data.toy_sizes.val=20",
+             "data.toy_sizes.test=20", "trainer.max_epochs=1", "eval.beam_size=2")  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["status"] == "ok"
+    assert list((tmp_path / "out" / "wandb").glob("offline-run-*"))

@@ -1,0 +1,59 @@
+import torch
+
+from nmt_prune.data.text import EOS_ID, PAD_ID
+from nmt_prune.model import Seq2Seq, init_weights
+from nmt_prune.search import beam_search, greedy_search
+
+
+def _setup(seed=0):
+    torch.manual_seed(seed)
+    m = Seq2Seq(30, 12, emb_size=8, hidden_size=16, layers=2, dropout=0.0)
+    init_weights(m, "uniform", scale=0.5)  # peaky distributions so EOS comes early
+    m.eval()
+    src = torch.randint(4, 30, (6, 5))
+    src[2, 3:] = PAD_ID
+    return m, src, torch.tensor([5, 5, 3, 5, 5, 5])
+
+
+def _trim(row: list[int]) -> list[int]:
+    return row[: row.index(EOS_ID) + 1] if EOS_ID in row else row
+
+
+def _score(m, src, sl, ids: torch.Tensor) -> torch.Tensor:
+    """log p(Y|X) of each row of ids (up to and including EOS)."""
+    tgt_in = torch.cat([torch.full((ids.shape[0], 1), 2), ids[:, :-1]], 1)
+    logp = m(src, sl, tgt_in.clamp(min=0)).log_softmax(-1).gather(2, ids.unsqueeze(2)).squeeze(2)
+    keep = torch.ones_like(ids, dtype=torch.bool)
+    for b, row in enumerate(ids.tolist()):
+        n = len(_trim(row))
+        keep[b, n:] = False
+    return (logp * keep).sum(1)
+
+
+def test_beam_one_equals_greedy():
+    for seed in range(3):
+        m, src, sl = _setup(seed)
+        g = greedy_search(m, src, sl, max_len_extra=6)
+        b = beam_search(m, src, sl, beam_size=1, alpha=0.0, max_len_extra=6)
+        assert [_trim(r) for r in g.tolist()] == [_trim(r) for r in b.tolist()]
+
+
+def test_wider_beam_never_scores_worse_than_greedy():
+    for seed in range(3):
+        m, src, sl = _setup(seed)
+        g = greedy_search(m, src, sl, max_len_extra=6)
+        b = beam_search(m, src, sl, beam_size=6, alpha=0.0, max_len_extra=6)
+        with torch.no_grad():
+            sg, sb = _score(m, src, sl, g), _score(m, src, sl, b)
+        finished = [EOS_ID in r for r in g.tolist()]
+        for i, done in enumerate(finished):
+            if done:
+                assert sb[i] >= sg[i] - 1e-5
+
+
+def test_beam_output_is_padded_after_eos():
+    m, src, sl = _setup()
+    b = beam_search(m, src, sl, beam_size=4, max_len_extra=6)
+    for row in b.tolist():
+        if EOS_ID in row:
+            assert all(t == PAD_ID for t in row[row.index(EOS_ID) + 1 :])
