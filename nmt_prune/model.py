@@ -70,6 +70,11 @@ class Seq2Seq(nn.Module):
     [y_{t-1}; h~_{t-1}] when ``input_feeding`` (Luong sect. 3.3). Global attention (Luong eq. 8):
     score(h_t, h_s) = h_t^T W_a h_s ("general") or h_t^T h_s ("dot"); context c_t = sum_s a_ts h_s;
     attentional state h~_t = tanh(W_c [c_t; h_t]) (eq. 5); p(y_t) = softmax(W_s h~_t + b) (eq. 6).
+
+    Dropout (Zaremba et al. 2014, as Luong and See use it) is applied to non-recurrent connections
+    only: on source and target embeddings, between stacked LSTM layers, and on h~_t before the
+    softmax layer. Not on recurrent paths (h, c, and the input-fed h~_{t-1}), and not on the
+    encoder outputs that attention reads (as OpenNMT and JoeyNMT).
     """
 
     def __init__(
@@ -133,8 +138,7 @@ class Seq2Seq(nn.Module):
         emb = self.dropout(self.src_embed(src))  # (B, S, E)
         packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
         out, (h, c) = self.encoder(packed)
-        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
-        memory = self.dropout(memory)  # (B, S, H)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])  # (B, S, H)
         keys = self.attn_in(memory) if self.attn_in is not None else memory
         mask_bias = torch.zeros(src.shape, dtype=memory.dtype, device=src.device)
         mask_bias.masked_fill_(src == self.pad_id, float("-inf"))
@@ -159,7 +163,8 @@ class Seq2Seq(nn.Module):
     ) -> tuple[Tensor, DecoderState]:
         """One decoder step. x0: (B, 4H) layer-0 pre-activation from the embedding (bias included).
 
-        Returns the attentional state h~_t (B, H) after dropout and the new state.
+        Returns the attentional state h~_t (B, H) and the new state. h~_t is fed back undropped
+        (input feeding is a recurrent connection; see the class docstring on dropout).
         """
         hs, cs = [], []
         inp = state.feed
@@ -178,7 +183,7 @@ class Seq2Seq(nn.Module):
         scores = torch.baddbmm(state.mask_bias.unsqueeze(1), inp.unsqueeze(1), state.keys.transpose(1, 2))
         alpha = scores.softmax(-1)  # (B, 1, S)
         context = torch.bmm(alpha, state.memory).squeeze(1)  # (B, H)
-        att = self.dropout(torch.tanh(self.attn_out(torch.cat([context, inp], 1))))  # h~_t
+        att = torch.tanh(self.attn_out(torch.cat([context, inp], 1)))  # h~_t
         return att, DecoderState(hs, cs, att, state.memory, state.keys, state.mask_bias)
 
     def _embed_proj(self, tgt_in: Tensor, fused: list[tuple[Tensor, Tensor]]) -> Tensor:
@@ -187,19 +192,19 @@ class Seq2Seq(nn.Module):
         w_emb = self.decoder[0].weight_ih[:, : self.emb_size]
         return torch.addmm(fused[0][1], emb.flatten(0, 1), w_emb.t()).view(*tgt_in.shape, -1)
 
-    def decode(self, tgt_in: Tensor, state: DecoderState) -> Tensor:
-        """Teacher-forced decoding. tgt_in: (B, T) ids starting with BOS -> logits (B, T, V)."""
+    def attentional_states(self, tgt_in: Tensor, state: DecoderState) -> Tensor:
+        """Teacher-forced decoding. tgt_in: (B, T) ids starting with BOS -> h~ (B, T, H)."""
         fused = self._fused_weights()
         x0 = self._embed_proj(tgt_in, fused)  # (B, T, 4H)
         outs = []
         for x0_t in x0.unbind(1):  # unbind, not x0[:, t]: its backward is one stack, not T zero-fills
             att, state = self._step(x0_t, state, fused)
             outs.append(att)
-        return self.generator(torch.stack(outs, 1))  # (B, T, V)
+        return self.dropout(torch.stack(outs, 1))
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
         """(B, S), (B,), (B, T) -> logits (B, T, V)."""
-        return self.decode(tgt_in, self.encode(src, src_len))
+        return self.generator(self.attentional_states(tgt_in, self.encode(src, src_len)))
 
     def step_log_probs(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """Inference step: prev (B,) last tokens -> log-probabilities (B, V), new state."""

@@ -55,21 +55,27 @@ class NMTModule(pl.LightningModule):
         self.model = Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), pad_id=PAD_ID, **model)
         self.nll = MeanMetric()  # token-weighted mean NLL of the current eval split
         self.hyps: dict[int, str] = {}
+        self.decode_s = 0.0  # seconds spent in search (greedy/beam) on the current eval split
         self.history: list[dict[str, float]] = []
         self._tokens, self._epoch_t0, self._train_s = 0, 0.0, 0.0
 
     # ----------------------------------------------------------------------- training
-    def _nll(self, batch: dict[str, Tensor], smoothing: float) -> tuple[Tensor, Tensor]:
-        """-> (sum of token losses, number of target tokens)."""
-        logits = self.model(batch["src"], batch["src_len"], batch["tgt_in"])  # (B, T, V)
-        loss = F.cross_entropy(
-            logits.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=PAD_ID,
-            reduction="sum", label_smoothing=smoothing,
-        )  # fmt: skip
-        return loss, (batch["tgt_out"] != PAD_ID).sum()
+    def nll(self, batch: dict[str, Tensor], smoothing: float) -> tuple[Tensor, Tensor]:
+        """-> (sum of token losses, number of target tokens).
+
+        The softmax layer runs on real target positions only (padding rows of the (B*T, V)
+        logits would be computed and then ignored).
+        """
+        states = self.model.attentional_states(
+            batch["tgt_in"], self.model.encode(batch["src"], batch["src_len"])
+        )  # (B, T, H)
+        real = batch["tgt_out"] != PAD_ID
+        logits = self.model.generator(states[real])  # (N, V)
+        loss = F.cross_entropy(logits, batch["tgt_out"][real], reduction="sum", label_smoothing=smoothing)
+        return loss, real.sum()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss_sum, ntok = self._nll(batch, self.hparams.label_smoothing)
+        loss_sum, ntok = self.nll(batch, self.hparams.label_smoothing)
         loss = loss_sum / ntok
         self._tokens += int(ntok)
         self.log("train/loss", loss, prog_bar=True, batch_size=int(ntok))
@@ -91,11 +97,13 @@ class NMTModule(pl.LightningModule):
         return [self.tgt_tok.detokenize(self.tgt_vocab.decode(row)) for row in ids.tolist()]
 
     def _eval_step(self, batch: dict[str, Tensor], beam_size: int | None) -> None:
-        loss_sum, ntok = self._nll(batch, 0.0)
+        loss_sum, ntok = self.nll(batch, 0.0)
         self.nll.update(loss_sum / ntok, weight=ntok)
         if beam_size:
+            t0 = time.perf_counter()
             for i, hyp in zip(batch["idx"].tolist(), self.translate_batch(batch, beam_size)):
                 self.hyps[i] = hyp
+            self.decode_s += time.perf_counter() - t0
 
     def _eval_end(self, stage: str, refs: list[str]) -> dict[str, float]:
         nll = float(self.nll.compute())
@@ -108,7 +116,8 @@ class NMTModule(pl.LightningModule):
             metrics.update({f"{stage}/bleu": scores["bleu"], f"{stage}/bleu_lc": scores["bleu_lc"],
                             f"{stage}/bleu_tok_lc": scores["bleu_tok_lc"]})  # fmt: skip
             self.last_hyps, self.last_signature = hyps, scores["signature"]
-        self.hyps = {}
+        metrics[f"{stage}/decode_s"] = self.decode_s
+        self.hyps, self.decode_s = {}, 0.0
         self.log_dict(metrics, prog_bar=True)
         return metrics
 
