@@ -53,7 +53,7 @@ class NMTModule(pl.LightningModule):
         self.src_tok = Tokenizer.from_state(data_state["src_tok"])
         self.tgt_tok = Tokenizer.from_state(data_state["tgt_tok"])
         self.model = Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), pad_id=PAD_ID, **model)
-        self.nll = MeanMetric()  # token-weighted mean NLL of the current eval split
+        self.eval_nll = MeanMetric()  # token-weighted mean NLL of the current eval split
         self.hyps: dict[int, str] = {}
         self.decode_s = 0.0  # seconds spent in search (greedy/beam) on the current eval split
         self.history: list[dict[str, float]] = []
@@ -98,7 +98,7 @@ class NMTModule(pl.LightningModule):
 
     def _eval_step(self, batch: dict[str, Tensor], beam_size: int | None) -> None:
         loss_sum, ntok = self.nll(batch, 0.0)
-        self.nll.update(loss_sum / ntok, weight=ntok)
+        self.eval_nll.update(loss_sum / ntok, weight=ntok)
         if beam_size:
             t0 = time.perf_counter()
             for i, hyp in zip(batch["idx"].tolist(), self.translate_batch(batch, beam_size)):
@@ -106,8 +106,8 @@ class NMTModule(pl.LightningModule):
             self.decode_s += time.perf_counter() - t0
 
     def _eval_end(self, stage: str, refs: list[str]) -> dict[str, float]:
-        nll = float(self.nll.compute())
-        self.nll.reset()
+        nll = float(self.eval_nll.compute())
+        self.eval_nll.reset()
         metrics = {f"{stage}/loss": nll, f"{stage}/ppl": math.exp(min(nll, 50.0))}
         if self.hyps:  # all lines, or those decoded under trainer.limit_*_batches
             order = sorted(self.hyps)
