@@ -20,6 +20,7 @@ from nmt_prune.data.datamodule import DataConfig, NMTDataModule, collate
 from nmt_prune.data.text import PAD_ID
 from nmt_prune.model import init_weights
 from nmt_prune.module import NMTModule
+from nmt_prune.runtime import keep_freed_memory
 
 SMALL = {"emb_size": 256, "hidden_size": 256, "layers": 2, "dropout": 0.3, "attention": "general",
          "input_feeding": True}  # fmt: skip
@@ -111,11 +112,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--default-malloc", action="store_true", help="skip keep_freed_memory()")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.default_malloc:
+        keep_freed_memory()
     batches, state = batches_and_state(args)
     print(f"{args.steps} batches of 64 sentences, {ntokens(batches[args.warmup:])} target tokens, "
-          f"threads={args.threads}, data={'multi30k' if args.data_root else 'synthetic'}")  # fmt: skip
+          f"threads={args.threads}, data={'multi30k' if args.data_root else 'synthetic'}, "
+          f"malloc={'default' if args.default_malloc else 'keep_freed_memory'}")  # fmt: skip
     naive = plain_loop(batches, args.warmup, state, naive=True)
     plain = plain_loop(batches, args.warmup, state, naive=False)
     lit = lightning_loop(batches, args.warmup, state)

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
 from nmt_prune.model import init_weights
 from nmt_prune.module import NMTModule
+from nmt_prune.runtime import keep_freed_memory
 from nmt_prune.stats import param_stats
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def build(cfg: DictConfig) -> tuple[NMTDataModule, NMTModule]:
         label_smoothing=cfg.loss.label_smoothing,
         data_state=dm.state(),
     )
-    init_weights(module.model, cfg.init.scheme, cfg.init.scale)
+    init_weights(module.model, cfg.init.scheme, cfg.init.scale, cfg.init.forget_bias)
     return dm, module
 
 
@@ -123,6 +124,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         logging.getLogger(name).propagate = True
     try:
         torch.set_num_threads(cfg.threads)
+        if cfg.keep_freed_memory:
+            keep_freed_memory()
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm, module = build(cfg)
         if cfg.ckpt_path:

@@ -63,3 +63,11 @@ def test_missing_multi30k_files_offline_message(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="data.root"):
         NMTDataModule(cfg, tmp_path).setup()
+
+
+def test_toy_cache_is_keyed_by_sizes(tmp_path):
+    for n in (100, 150):
+        cfg = DataConfig(toy_sizes={"train": n, "val": 10, "test": 10})
+        dm = NMTDataModule(cfg, tmp_path)
+        dm.setup()
+        assert len(dm.splits["train"].src) == n

@@ -109,3 +109,17 @@ def test_init_statistics(scheme):
 def test_unknown_init_names_choices():
     with pytest.raises(ValueError, match="xavier_uniform"):
         init_weights(nn.Linear(2, 2), "orthogonal")
+
+
+@pytest.mark.parametrize("scheme", ["uniform", "xavier_uniform"])
+def test_forget_bias_sets_every_lstm_forget_gate(scheme):
+    m = Seq2Seq(20, 20, emb_size=8, hidden_size=6, layers=2, dropout=0.0)
+    init_weights(m, scheme, forget_bias=1.0)
+    params = dict(m.named_parameters())
+    pairs = [(f"encoder.bias_ih_l{k}", f"encoder.bias_hh_l{k}") for k in range(2)]
+    pairs += [(f"decoder.{k}.bias_ih", f"decoder.{k}.bias_hh") for k in range(2)]
+    for ih, hh in pairs:
+        total = params[ih] + params[hh]
+        torch.testing.assert_close(total[6:12], torch.ones(6))  # forget gate block
+        if scheme == "xavier_uniform":
+            assert torch.count_nonzero(total[:6]) == 0 and torch.count_nonzero(total[12:]) == 0

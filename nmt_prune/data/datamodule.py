@@ -157,8 +157,11 @@ class NMTDataModule(pl.LightningDataModule):
         """Directory holding ``{split}.{lang}`` files (generated / downloaded if needed)."""
         cfg = self.cfg
         if cfg.name == "toy":
-            d = Path(cfg.root) if cfg.root else self.cache_dir / f"toy-seed{cfg.toy_seed}"
             sizes = {cfg.splits[s]: cfg.toy_sizes[s] for s in SPLITS}
+            # the directory names everything the corpus depends on: a cached corpus of other
+            # sizes must never be picked up silently
+            key = "-".join(str(sizes[cfg.splits[s]]) for s in SPLITS)
+            d = Path(cfg.root) if cfg.root else self.cache_dir / f"toy-seed{cfg.toy_seed}-{key}"
             write_toy_corpus(d, cfg.toy_seed, sizes, (cfg.src_lang, cfg.tgt_lang))
             return d
         d = Path(cfg.root) if cfg.root else self.cache_dir / "multi30k"

@@ -1,0 +1,29 @@
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import resource, sys, torch
+from nmt_prune.runtime import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+torch.ones(1)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    x = torch.ones(4096, 4096)  # 64 MiB, over glibc's largest default mmap threshold
+    del x
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_keep_freed_memory_stops_the_page_fault_storm():
+    default, keep = _faults("default"), _faults("keep")
+    assert default > 20 * 4096 * 4  # every 64 MiB block faulted in again (4 KiB pages)
+    assert keep < default / 5  # faulted in once, then reused
