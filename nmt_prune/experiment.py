@@ -154,8 +154,13 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
             test_bleu_tok_lc=test["test/bleu_tok_lc"],
             bleu_signature=module.last_signature,
             dense=None,
-            timings={"train_s": train_s, "prune_s": 0.0, "retrain_s": 0.0, "eval_s": eval_s,
-                     "test_decode_s": test["test/decode_s"]},  # fmt: skip
+            timings={
+                "train_s": train_s,
+                "prune_s": 0.0,
+                "retrain_s": 0.0,
+                "eval_s": eval_s,
+                "test_decode_s": test["test/decode_s"],
+            },  # fmt: skip
             checkpoint=best,
             history=history,
             data={

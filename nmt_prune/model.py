@@ -215,9 +215,7 @@ class Seq2Seq(nn.Module):
 
 
 # ------------------------------------------------------------------------------- initialisation
-def init_weights(
-    model: nn.Module, scheme: str, scale: float = 0.1, forget_bias: float | None = None
-) -> None:
+def init_weights(model: nn.Module, scheme: str, scale: float = 0.1, forget_bias: float | None = None) -> None:
     """Initialise every parameter of ``model`` in place.
 
     ``uniform``: U(-scale, scale) for all parameters, biases included (See et al. 2016 sect. 4.1,

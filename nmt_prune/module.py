@@ -83,6 +83,8 @@ class NMTModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._tokens, self._epoch_t0, self._train_s = 0, time.perf_counter(), 0.0
+        # the LR this epoch trains with (Lightning steps epoch schedulers before validation ends)
+        self._epoch_lr = self.optimizers().param_groups[0]["lr"]
 
     # ----------------------------------------------------------------------- evaluation
     def translate_batch(self, batch: dict[str, Tensor], beam_size: int) -> list[str]:
@@ -139,7 +141,7 @@ class NMTModule(pl.LightningModule):
             return
         train_s = self._train_s or time.perf_counter() - self._epoch_t0
         row = {"epoch": self.current_epoch, "train_s": train_s, "tok_per_s": self._tokens / train_s,
-               "val_s": time.perf_counter() - self._val_t0, "lr": self.optimizers().param_groups[0]["lr"],
+               "val_s": time.perf_counter() - self._val_t0, "lr": self._epoch_lr,
                **{k.replace("/", "_"): v for k, v in metrics.items()}}  # fmt: skip
         self.history.append(row)
         log.info(

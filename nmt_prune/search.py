@@ -9,9 +9,13 @@ from nmt_prune.data.text import BOS_ID, EOS_ID, PAD_ID
 from nmt_prune.model import Seq2Seq
 
 
-def max_output_length(src_len: Tensor, ratio: float, extra: int) -> int:
-    """Longest hypothesis allowed for a batch: ratio * longest source + extra."""
-    return int(src_len.max().item() * ratio) + extra
+def length_limits(src_len: Tensor, ratio: float, extra: int) -> Tensor:
+    """Per sentence, the most tokens a hypothesis may have (EOS included): ratio * |x| + extra.
+
+    Per sentence, not per batch, so a translation never depends on which sentences share its
+    batch (the translate CLI and evaluation batch differently).
+    """
+    return (src_len.float() * ratio).long() + extra
 
 
 @torch.no_grad()
@@ -23,10 +27,12 @@ def greedy_search(
     B = src.shape[0]
     prev = torch.full((B,), BOS_ID, dtype=torch.long, device=src.device)
     done = torch.zeros(B, dtype=torch.bool, device=src.device)
+    limit = length_limits(src_len, max_len_ratio, max_len_extra)
     out = []
-    for _ in range(max_output_length(src_len, max_len_ratio, max_len_extra)):
+    for t in range(int(limit.max())):
         logp, state = model.step_log_probs(prev, state)
-        prev = logp.argmax(-1).masked_fill(done, PAD_ID)
+        prev = logp.argmax(-1)
+        prev = prev.masked_fill(t + 1 >= limit, EOS_ID).masked_fill(done, PAD_ID)  # own limit: end
         out.append(prev)
         done |= prev == EOS_ID
         if done.all():
@@ -53,8 +59,9 @@ def beam_search(
 
     All B x K hypotheses advance together. A finished hypothesis (it emitted EOS) stays in its
     beam and can only be extended by PAD at no cost, so its score stays fixed while open ones
-    keep falling. The search stops when every beam's hypotheses are finished or at the length
-    limit; the winner maximises log p(Y|X) / lp(Y) (GNMT length penalty, ``alpha``).
+    keep falling. A hypothesis that reaches its sentence's length limit must end there (EOS).
+    The search stops when every hypothesis is finished; the winner maximises
+    log p(Y|X) / lp(Y) (GNMT length penalty, ``alpha``).
     ``beam_size=1`` gives exactly the greedy result.
     """
     B, K = src.shape[0], beam_size
@@ -65,15 +72,18 @@ def beam_search(
     prev = torch.full((B * K,), BOS_ID, dtype=torch.long, device=src.device)
     finished = torch.zeros(B * K, dtype=torch.bool, device=src.device)
     lengths = torch.zeros(B * K, dtype=torch.long, device=src.device)
+    limit = length_limits(src_len, max_len_ratio, max_len_extra).repeat_interleave(K)  # (B*K,)
     history: list[Tensor] = []  # tokens (B*K,) per step
     backptr: list[Tensor] = []  # source row (B*K,) per step
-    for _ in range(max_output_length(src_len, max_len_ratio, max_len_extra)):
-        logp, state = model.step_log_probs(prev, state)  # (B*K, V)
+    for t in range(int(limit.max())):
+        logp, state = model.step_log_probs(prev, state)  # (B*K, V), a fresh tensor: edit in place
         V = logp.shape[1]
-        # finished rows: only PAD, at zero cost
-        logp = logp.masked_fill(finished.unsqueeze(1), float("-inf"))
-        logp[:, PAD_ID] = torch.where(finished, 0.0, float("-inf"))
-        cand = (scores.view(-1, 1) + logp).view(B, K * V)
+        last = (t + 1 >= limit) & ~finished  # at its own length limit: only EOS
+        eos = logp[:, EOS_ID].clone()
+        logp.masked_fill_((finished | last).unsqueeze(1), float("-inf"))
+        logp[:, EOS_ID] = torch.where(last, eos, logp[:, EOS_ID])
+        logp[:, PAD_ID] = torch.where(finished, 0.0, float("-inf"))  # finished rows: PAD, free
+        cand = logp.add_(scores.view(-1, 1)).view(B, K * V)
         scores, flat = cand.topk(K, dim=1)  # (B, K)
         rows = (flat // V + torch.arange(B, device=src.device).unsqueeze(1) * K).view(-1)
         prev = (flat % V).view(-1)

@@ -16,7 +16,8 @@ def _cli(tmp_path: Path, *flags: str) -> float:
     (tmp_path / "ref.txt").write_text("\n".join(REFS) + "\n")
     (tmp_path / "hyp.txt").write_text("\n".join(HYPS) + "\n")
     exe = shutil.which("sacrebleu") or str(Path(sys.executable).parent / "sacrebleu")
-    out = subprocess.run([exe, str(tmp_path / "ref.txt"), "-i", str(tmp_path / "hyp.txt"), "-b", *flags],
+    cmd = [exe, str(tmp_path / "ref.txt"), "-i", str(tmp_path / "hyp.txt"), "-b", "-w", "4", *flags]
+    out = subprocess.run(cmd,
                          capture_output=True, text=True, check=True)  # fmt: skip
     return float(out.stdout.strip())
 

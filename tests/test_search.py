@@ -57,3 +57,22 @@ def test_beam_output_is_padded_after_eos():
     for row in b.tolist():
         if EOS_ID in row:
             assert all(t == PAD_ID for t in row[row.index(EOS_ID) + 1 :])
+
+
+def test_translation_does_not_depend_on_batchmates():
+    m, src, sl = _setup(1)
+    for search in (
+        lambda s, n: greedy_search(m, s, n, max_len_extra=6),
+        lambda s, n: beam_search(m, s, n, beam_size=3, max_len_extra=6),
+    ):
+        together = [_trim(r) for r in search(src, sl).tolist()]
+        alone = [_trim(search(src[i : i + 1, : int(sl[i])], sl[i : i + 1]).tolist()[0]) for i in range(6)]
+        assert together == alone
+
+
+def test_every_hypothesis_respects_its_own_length_limit():
+    m, src, sl = _setup(2)
+    sl = torch.tensor([5, 5, 3, 5, 5, 5])
+    for out in (greedy_search(m, src, sl, 1.0, 1), beam_search(m, src, sl, 3, 1.0, 1.0, 1)):
+        for row, n in zip(out.tolist(), sl.tolist()):
+            assert EOS_ID in row[: n + 1]  # limit = 1.0 * |x| + 1 tokens, EOS included

@@ -37,7 +37,7 @@ class DataConfig:
     tgt_lang: str = "tgt"
     splits: dict[str, str] = field(default_factory=lambda: {s: s for s in SPLITS})
     toy_seed: int = 1
-    toy_sizes: dict[str, int] = field(default_factory=lambda: {"train": 5000, "val": 500, "test": 500})
+    toy_sizes: dict[str, int] = field(default_factory=lambda: {"train": 20000, "val": 500, "test": 500})
     download: bool = True
     tokenizer: str = "moses"
     lowercase: bool = False
