@@ -75,10 +75,10 @@ class NMTModule(pl.LightningModule):
         return loss, real.sum()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss_sum, ntok = self.nll(batch, self.hparams.label_smoothing)
-        loss = loss_sum / ntok
-        self._tokens += int(ntok)
-        self.log("train/loss", loss, prog_bar=True, batch_size=int(ntok))
+        loss_sum, _ = self.nll(batch, self.hparams.label_smoothing)
+        loss = loss_sum / batch["ntok"]
+        self._tokens += batch["ntok"]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["ntok"])
         return loss
 
     def on_train_epoch_start(self) -> None:

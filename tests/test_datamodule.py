@@ -11,6 +11,7 @@ def test_collate_shapes_and_shift():
     assert b["src_len"].tolist() == [3, 2]
     assert b["tgt_in"].tolist() == [[BOS_ID, 7, 8], [BOS_ID, 10, PAD_ID]]
     assert b["tgt_out"].tolist() == [[7, 8, EOS_ID], [10, EOS_ID, PAD_ID]]
+    assert b["ntok"] == int((b["tgt_out"] != PAD_ID).sum()) == 5
 
 
 def test_bucket_sampler_covers_each_index_once_and_buckets():

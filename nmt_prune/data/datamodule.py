@@ -63,7 +63,8 @@ class Split:
 def collate(examples: list[tuple[int, list[int], list[int]]]) -> dict[str, Tensor]:
     """(index, src ids, tgt ids) -> padded batch.
 
-    src (B, S), src_len (B,), tgt_in (B, T) = BOS + y, tgt_out (B, T) = y + EOS, idx (B,).
+    src (B, S), src_len (B,), tgt_in (B, T) = BOS + y, tgt_out (B, T) = y + EOS, idx (B,),
+    ntok (int): the number of target tokens (y + EOS) in the batch.
     """
     B = len(examples)
     S = max(len(s) for _, s, _ in examples)
@@ -81,6 +82,7 @@ def collate(examples: list[tuple[int, list[int], list[int]]]) -> dict[str, Tenso
         "tgt_in": tgt_in,
         "tgt_out": tgt_out,
         "idx": torch.tensor([i for i, _, _ in examples]),
+        "ntok": sum(len(t) + 1 for _, _, t in examples),  # target tokens: a plain int, no device sync
     }
 
 
