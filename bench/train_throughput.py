@@ -74,8 +74,7 @@ def plain_loop(batches: list[dict], warmup: int, state: dict, naive: bool) -> fl
             logits = module.model(b["src"], b["src_len"], b["tgt_in"])
             loss = F.cross_entropy(logits.flatten(0, 1), b["tgt_out"].flatten(), ignore_index=PAD_ID)
         else:
-            loss_sum, ntok = module.nll(b, 0.0)
-            loss = loss_sum / ntok
+            loss = module.nll(b, 0.0) / b["ntok"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)

@@ -60,8 +60,8 @@ class NMTModule(pl.LightningModule):
         self._tokens, self._epoch_t0, self._train_s = 0, 0.0, 0.0
 
     # ----------------------------------------------------------------------- training
-    def nll(self, batch: dict[str, Tensor], smoothing: float) -> tuple[Tensor, Tensor]:
-        """-> (sum of token losses, number of target tokens).
+    def nll(self, batch: dict[str, Tensor], smoothing: float) -> Tensor:
+        """Sum of the batch's token losses (divide by ``batch["ntok"]`` for the mean).
 
         The softmax layer runs on real target positions only (padding rows of the (B*T, V)
         logits would be computed and then ignored).
@@ -71,12 +71,10 @@ class NMTModule(pl.LightningModule):
         )  # (B, T, H)
         real = batch["tgt_out"] != PAD_ID
         logits = self.model.generator(states[real])  # (N, V)
-        loss = F.cross_entropy(logits, batch["tgt_out"][real], reduction="sum", label_smoothing=smoothing)
-        return loss, real.sum()
+        return F.cross_entropy(logits, batch["tgt_out"][real], reduction="sum", label_smoothing=smoothing)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss_sum, _ = self.nll(batch, self.hparams.label_smoothing)
-        loss = loss_sum / batch["ntok"]
+        loss = self.nll(batch, self.hparams.label_smoothing) / batch["ntok"]
         self._tokens += batch["ntok"]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["ntok"])
         return loss
@@ -99,8 +97,7 @@ class NMTModule(pl.LightningModule):
         return [self.tgt_tok.detokenize(self.tgt_vocab.decode(row)) for row in ids.tolist()]
 
     def _eval_step(self, batch: dict[str, Tensor], beam_size: int | None) -> None:
-        loss_sum, ntok = self.nll(batch, 0.0)
-        self.eval_nll.update(loss_sum / ntok, weight=ntok)
+        self.eval_nll.update(self.nll(batch, 0.0) / batch["ntok"], weight=batch["ntok"])
         if beam_size:
             t0 = time.perf_counter()
             for i, hyp in zip(batch["idx"].tolist(), self.translate_batch(batch, beam_size)):
