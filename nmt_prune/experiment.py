@@ -23,6 +23,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from callbacks.masking import PruneAfterFit, masks_from_checkpoint
+from nmt_prune import baseline, saliency
+from nmt_prune.allocation import SCHEMES
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
 from nmt_prune.model import init_weights
 from nmt_prune.module import NMTModule
@@ -31,6 +34,10 @@ from nmt_prune.stats import param_stats
 
 log = logging.getLogger(__name__)
 LOGGERS = ("wandb", "csv", "none")
+PRUNE_TIMINGS = ("after_fit",)
+REWINDS = ("none", "init", "reinit")
+#: rewind=reinit draws theta_0' from the run's seed plus this (never equal to the original theta_0)
+REINIT_SEED_OFFSET = 1_000_003
 
 
 def _wandb_mode() -> str:
@@ -78,11 +85,20 @@ def check_checkpoint_shapes(path: str, module: pl.LightningModule) -> None:
         )
 
 
-def build(cfg: DictConfig) -> tuple[NMTDataModule, NMTModule]:
-    """Data (tokenised, vocabularies built) and an initialised module."""
+def build_data(cfg: DictConfig) -> NMTDataModule:
+    """Data, tokenised, vocabularies built."""
     dm = NMTDataModule(DataConfig(**OmegaConf.to_container(cfg.data, resolve=True)),
                        cfg.paths.cache_dir, cfg.seed)  # fmt: skip
     dm.setup()
+    return dm
+
+
+def build_module(cfg: DictConfig, dm: NMTDataModule, init_seed: int | None = None) -> NMTModule:
+    """A module initialised by ``cfg.init``, from RNG seed ``init_seed`` (default ``cfg.seed``).
+
+    Seeding here, right before the initialisation, makes theta_0 a function of the config alone:
+    a dense run, the cached dense baseline and a rewind to init all see the same theta_0.
+    """
     module = NMTModule(
         model=OmegaConf.to_container(cfg.model, resolve=True),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
@@ -91,29 +107,274 @@ def build(cfg: DictConfig) -> tuple[NMTDataModule, NMTModule]:
         label_smoothing=cfg.loss.label_smoothing,
         data_state=dm.state(),
     )
+    pl.seed_everything(cfg.seed if init_seed is None else init_seed, workers=True, verbose=False)
     init_weights(module.model, cfg.init.scheme, cfg.init.scale, cfg.init.forget_bias)
-    return dm, module
+    return module
 
 
-def _trainer(cfg: DictConfig, out: Path, logger: Logger | bool) -> pl.Trainer:
+def build(cfg: DictConfig) -> tuple[NMTDataModule, NMTModule]:
+    """Data (tokenised, vocabularies built) and an initialised module."""
+    dm = build_data(cfg)
+    return dm, build_module(cfg, dm)
+
+
+def _trainer(
+    cfg: DictConfig,
+    out: Path,
+    logger: Logger | bool,
+    callbacks: list[pl.Callback] | None = None,
+    **overrides: Any,
+) -> pl.Trainer:
     ckpt = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val/ppl", mode="min",
         save_last=True, auto_insert_metric_name=False,
     )  # fmt: skip
-    callbacks: list[pl.Callback] = [ckpt]
+    callbacks = [ckpt, *(callbacks or [])]
     progress = bool(cfg.trainer.get("enable_progress_bar", True)) and sys.stdout.isatty()
     if progress:
         callbacks.append(RichProgressBar())
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k != "enable_progress_bar"}
+    kwargs.update(overrides)
     return pl.Trainer(default_root_dir=str(out), logger=logger, callbacks=callbacks,
                       enable_progress_bar=progress, **kwargs)  # fmt: skip
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Train the dense model, test the best checkpoint, write results.json. Returns the results.
+def _data_summary(cfg: DictConfig, dm: NMTDataModule) -> dict[str, Any]:
+    return {
+        "name": cfg.data.name,
+        "vocab_src": len(dm.src_vocab),
+        "vocab_tgt": len(dm.tgt_vocab),
+        "train_pairs": len(dm.splits["train"].src),
+        "dropped": dm.n_dropped,
+    }
 
-    On any exception ``results.json`` says ``status: failed`` with the error, the W&B run is
-    finished, and the exception propagates (so a multirun reports it).
+
+def _evaluate(trainer: pl.Trainer, module: NMTModule, dm: NMTDataModule, ckpt: str | None) -> dict[str, Any]:
+    """Validate and test (``ckpt``: a checkpoint to load first, or None for the current weights)."""
+    t0 = time.perf_counter()
+    val = trainer.validate(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
+    test = trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
+    return {
+        "val_ppl": val["val/ppl"],
+        "val_bleu": val.get("val/bleu"),
+        "test_ppl": test["test/ppl"],
+        "test_bleu": test["test/bleu"],
+        "test_bleu_lc": test["test/bleu_lc"],
+        "test_bleu_tok_lc": test["test/bleu_tok_lc"],
+        "bleu_signature": module.last_signature,
+        "eval_s": time.perf_counter() - t0,
+        "test_decode_s": test["test/decode_s"],
+    }
+
+
+def _write_hyps(out: Path, module: NMTModule) -> None:
+    (out / "hypotheses.test.txt").write_text("\n".join(module.last_hyps) + "\n", encoding="utf-8")
+
+
+def train_dense(
+    cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool, resume: str | None = None
+) -> dict[str, Any]:
+    """Train the dense model, test its best checkpoint; writes ``checkpoints/{best,last}.ckpt``,
+    ``theta0.pt`` (the initial weights) and ``hypotheses.test.txt`` under ``out``."""
+    module = build_module(cfg, dm)
+    if resume:
+        check_checkpoint_shapes(resume, module)
+    theta0 = out / "theta0.pt"
+    if not theta0.exists():  # a resumed run keeps the theta_0 of its first start
+        torch.save(module.model.state_dict(), theta0)
+    trainer = _trainer(cfg, out, logger)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    train_s = time.perf_counter() - t0
+    history = list(module.history)  # loading the best checkpoint below rolls it back
+    best = trainer.checkpoint_callback.best_model_path or None
+    ev = _evaluate(trainer, module, dm, best)
+    _write_hyps(out, module)
+    timings = {"train_s": train_s, "prune_s": 0.0, "retrain_s": 0.0,
+               "eval_s": ev.pop("eval_s"), "test_decode_s": ev.pop("test_decode_s")}  # fmt: skip
+    return dict(status="ok", prune=None, **param_stats(module.model), **ev, dense=None,
+                timings=timings, checkpoint=best, history=history, data=_data_summary(cfg, dm))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- pruning
+def _class_names(layers: int) -> list[str]:
+    """Seq2Seq.weight_classes() names, known from the config before any model is built."""
+    return ["src_embed", "tgt_embed", *[f"encoder.layer{k}" for k in range(layers)],
+            *[f"decoder.layer{k}" for k in range(layers)], "attention", "softmax"]  # fmt: skip
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{key}={value!r}; valid choices: {', '.join(choices)}")
+
+
+def validate_prune(cfg: DictConfig) -> bool:
+    """Check the ``prune`` node before any work; return True if this job prunes (pct > 0).
+
+    Every error names the key, the bad value and the valid choices, or the incompatible pair.
+    """
+    p = cfg.prune
+    pct = p.pct
+    if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 <= pct < 100:
+        raise ValueError(f"prune.pct={pct!r}; must be a number in [0, 100) (percent of prunable weights)")
+    _choice("prune.timing", p.timing, PRUNE_TIMINGS)
+    _choice("prune.method", p.method, saliency.CRITERIA)
+    _choice("prune.scheme", p.scheme, SCHEMES)
+    _choice("prune.rewind", p.rewind, REWINDS)
+    classes = _class_names(cfg.model.layers)
+    bad = [c for c in p.exclude if c not in classes]
+    if bad:
+        raise ValueError(f"prune.exclude={list(p.exclude)} names unknown classes {bad}; "
+                         f"valid choices: {', '.join(classes)}")  # fmt: skip
+    r = p.retrain
+    if isinstance(r.epochs, bool) or not isinstance(r.epochs, int) or r.epochs < 0:
+        raise ValueError(f"prune.retrain.epochs={r.epochs!r}; must be an integer >= 0 (0 = no retraining)")
+    if not r.lr_factor > 0:
+        raise ValueError(f"prune.retrain.lr_factor={r.lr_factor!r}; must be > 0")
+    if isinstance(r.halve_every, bool) or not isinstance(r.halve_every, int) or r.halve_every < 1:
+        raise ValueError(f"prune.retrain.halve_every={r.halve_every!r}; must be an integer >= 1")
+    if p.method == "random" and p.scheme == "distribution":
+        raise ValueError("prune.method=random with prune.scheme=distribution: random scores have no "
+                         "class scale to normalise by; use prune.scheme=blind or uniform")  # fmt: skip
+    if pct == 0:
+        for key in ("baseline",):
+            if p[key]:
+                raise ValueError(f"prune.{key}={p[key]!r} with prune.pct=0: a pct=0 job trains the dense "
+                                 f"model and prunes nothing; set prune.pct > 0")  # fmt: skip
+        if p.rewind != "none":
+            raise ValueError(f"prune.rewind={p.rewind} with prune.pct=0: nothing is pruned; set pct > 0")
+        return False
+    if p.baseline:
+        if not Path(p.baseline).is_file():
+            raise FileNotFoundError(f"prune.baseline={p.baseline} does not exist")
+        if p.rewind == "init" and _theta0_of(p.baseline) is None:
+            raise ValueError(
+                f"prune.rewind=init with prune.baseline={p.baseline}: no theta0.pt (the initial "
+                f"weights) next to it; use a checkpoint from an nmt-prune dense run, or rewind=reinit"
+            )
+    return True
+
+
+def _theta0_of(ckpt: str) -> Path | None:
+    """theta0.pt of the run that wrote ``ckpt``: beside it (cache) or in the run directory."""
+    for d in (Path(ckpt).parent, Path(ckpt).parent.parent):
+        if (d / "theta0.pt").is_file():
+            return d / "theta0.pt"
+    return None
+
+
+def _load_weights(module: NMTModule, path: str) -> None:
+    check_checkpoint_shapes(path, module)
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+
+
+def _retrain_config(cfg: DictConfig) -> DictConfig:
+    """The config the pruned model trains with.
+
+    rewind=none: See et al.'s retraining, the training optimiser from ``lr_factor`` x its LR,
+    halved every ``halve_every`` epochs, for ``retrain.epochs``. rewind=init|reinit (sparse from
+    scratch): the full training recipe (optim, lr_schedule, trainer.max_epochs) unchanged.
+    """
+    rcfg = cfg.copy()
+    r = cfg.prune.retrain
+    if cfg.prune.rewind == "none":
+        OmegaConf.set_struct(rcfg, False)
+        rcfg.optim.lr = cfg.optim.lr * r.lr_factor
+        rcfg.lr_schedule = {"name": "halving", "start_epoch": r.halve_every, "every": r.halve_every,
+                            "factor": 0.5}  # fmt: skip
+        rcfg.trainer.max_epochs = r.epochs
+    return rcfg
+
+
+_FIGURES = ("val_ppl", "val_bleu", "test_ppl", "test_bleu", "test_bleu_lc")
+
+
+def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool) -> dict[str, Any]:
+    """Dense baseline (cached or given) -> prune -> evaluate -> retrain with masks fixed -> test."""
+    p = cfg.prune
+    if p.baseline:
+        dense = {"checkpoint": str(Path(p.baseline).resolve()), "cache_key": None, "trained_here": False,
+                 "theta0": str(_theta0_of(p.baseline))}  # fmt: skip
+    else:
+        dense = baseline.obtain(
+            cfg, lambda d: train_dense(cfg, dm, d, CSVLogger(save_dir=str(d), name="csv", version=""),
+                                       resume=None)
+        )  # fmt: skip
+    module = build_module(cfg, dm)
+    _load_weights(module, dense["checkpoint"])
+    pruner = PruneAfterFit(
+        p.method, p.scheme, p.pct / 100, include_biases=p.include_biases,
+        include_embeddings=p.include_embeddings, exclude=tuple(p.exclude),
+        seed=cfg.seed if p.seed is None else p.seed,
+    )  # fmt: skip
+    if cfg.ckpt_path:  # resuming the retraining: the masks it started with, not recomputed ones
+        check_checkpoint_shapes(cfg.ckpt_path, module)
+        pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
+        if pruner.masks is None:
+            raise ValueError(f"ckpt_path={cfg.ckpt_path} holds no masks: it is not a pruned run's checkpoint")
+        pruner.masks.apply(module.model)
+    if p.baseline:  # a given checkpoint's dense figures are measured here, not trusted from elsewhere
+        dense_ev = _evaluate(_trainer(cfg, out, False, max_epochs=0), module, dm, None)
+        dense.update({k: v for k, v in dense_ev.items() if k in _FIGURES})
+    ev_trainer = _trainer(cfg, out, logger, [pruner], max_epochs=0)
+    t0 = time.perf_counter()
+    masks = pruner.masks or pruner.compute_masks(module.model)
+    pruner.masks = masks
+    masks.apply(module.model)
+    prune_s = time.perf_counter() - t0
+    pruner.log_sparsity(ev_trainer, module)
+    pruned = _evaluate(ev_trainer, module, dm, None)
+    eval_s = pruned.pop("eval_s")
+    figures = {f"pruned/{k}": v for k, v in pruned.items() if k in _FIGURES and v is not None}
+    figures.update({f"dense/{k}": dense[k] for k in _FIGURES if dense.get(k) is not None})
+    for lg in ev_trainer.loggers:
+        lg.log_metrics(figures, step=0)
+
+    rcfg = _retrain_config(cfg)
+    init_seed = cfg.seed + REINIT_SEED_OFFSET if p.rewind == "reinit" else None
+    rmodule = build_module(rcfg, dm, init_seed=init_seed)
+    if p.rewind == "none":
+        rmodule.model.load_state_dict(module.model.state_dict())
+    elif p.rewind == "init":
+        rmodule.model.load_state_dict(torch.load(dense["theta0"], map_location="cpu", weights_only=True))
+    masks.apply(rmodule.model)  # rewind=reinit: rmodule holds the fresh initialisation
+    epochs = rcfg.trainer.max_epochs
+    retrain_s, history = 0.0, []
+    if epochs > 0:
+        trainer = _trainer(rcfg, out, logger, [pruner])
+        t0 = time.perf_counter()
+        trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
+        retrain_s = time.perf_counter() - t0
+        history = list(rmodule.history)
+        best = trainer.checkpoint_callback.best_model_path or None
+        after = _evaluate(trainer, rmodule, dm, best)
+    else:  # evaluate only: the pruned model is the result; save it with its masks
+        best = str(out / "checkpoints" / "best.ckpt")
+        ev_trainer.save_checkpoint(best)
+        after = dict(pruned, eval_s=0.0)
+    _write_hyps(out, rmodule if epochs > 0 else module)
+    final = rmodule if epochs > 0 else module
+    rep = masks.report(final.model, final.model.weight_classes())
+    timings = {"train_s": dense.get("timings", {}).get("train_s", 0.0) if dense["trained_here"] else 0.0,
+               "prune_s": prune_s, "retrain_s": retrain_s, "eval_s": eval_s + after.pop("eval_s"),
+               "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
+    pruned.pop("test_decode_s", None)
+    prune_info = OmegaConf.to_container(p, resolve=True)
+    prune_info.update(amount=p.pct / 100, n_pruned=masks.n_pruned(), n_prunable=masks.n_masked())
+    return dict(
+        status="ok", prune=prune_info, **rep, **after,
+        pruned={k: pruned[k] for k in _FIGURES},
+        dense={k: dense.get(k) for k in (*_FIGURES, "checkpoint", "cache_key", "trained_here")},
+        timings=timings, checkpoint=best, history=history, data=_data_summary(cfg, dm),
+    )  # fmt: skip
+
+
+def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
+    """One job: dense training (``prune.pct=0``) or prune-after-fit. Writes results.json.
+
+    The configuration is validated before any work. On any exception ``results.json`` says
+    ``status: failed`` with the error, the W&B run is finished, and the exception propagates (so
+    a multirun reports it).
     """
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,54 +384,18 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     try:
+        if cfg.logger.name not in LOGGERS:
+            raise ValueError(f"logger.name={cfg.logger.name!r}; valid choices: {LOGGERS}")
+        pruning = validate_prune(cfg)
         torch.set_num_threads(cfg.threads)
         if cfg.keep_freed_memory:
             keep_freed_memory()
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        dm, module = build(cfg)
-        if cfg.ckpt_path:
-            check_checkpoint_shapes(cfg.ckpt_path, module)
+        dm = build_data(cfg)
         logger = make_logger(cfg, out)
-        trainer = _trainer(cfg, out, logger)
-        t0 = time.perf_counter()
-        trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
-        train_s = time.perf_counter() - t0
-        history = list(module.history)  # loading the best checkpoint below rolls it back
-        t0 = time.perf_counter()
-        best = trainer.checkpoint_callback.best_model_path or None
-        val = trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
-        test = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
-        eval_s = time.perf_counter() - t0
-        (out / "hypotheses.test.txt").write_text("\n".join(module.last_hyps) + "\n", encoding="utf-8")
-        results.update(
-            status="ok",
-            prune=None,
-            **param_stats(module.model),
-            val_ppl=val["val/ppl"],
-            val_bleu=val.get("val/bleu"),
-            test_ppl=test["test/ppl"],
-            test_bleu=test["test/bleu"],
-            test_bleu_lc=test["test/bleu_lc"],
-            test_bleu_tok_lc=test["test/bleu_tok_lc"],
-            bleu_signature=module.last_signature,
-            dense=None,
-            timings={
-                "train_s": train_s,
-                "prune_s": 0.0,
-                "retrain_s": 0.0,
-                "eval_s": eval_s,
-                "test_decode_s": test["test/decode_s"],
-            },  # fmt: skip
-            checkpoint=best,
-            history=history,
-            data={
-                "name": cfg.data.name,
-                "vocab_src": len(dm.src_vocab),
-                "vocab_tgt": len(dm.tgt_vocab),
-                "train_pairs": len(dm.splits["train"].src),
-                "dropped": dm.n_dropped,
-            },  # fmt: skip
-        )
+        if pruning:
+            results.update(prune_after_fit(cfg, dm, out, logger))
+        else:
+            results.update(train_dense(cfg, dm, out, logger, resume=cfg.ckpt_path))
         return results
     except BaseException as e:
         results.update(status="failed", error=f"{type(e).__name__}: {e}",

@@ -14,6 +14,13 @@ from nmt_prune.translate import main as translate_main
 from nmt_prune.translate import translate_lines
 from tests.conftest import ROOT, make_cfg
 
+
+def TOY_DIR(tmp: Path) -> Path:  # noqa: N802  (reads like the constant path it stands for)
+    """The toy corpus directory the run generated under its cache (name keyed by grammar/sizes)."""
+    (d,) = (tmp / "cache").glob("toy-v*-seed1-300-40-40")
+    return d
+
+
 FAST = ["trainer.max_epochs=2", "trainer.limit_train_batches=6", "eval.beam_size=2"]
 
 
@@ -40,7 +47,7 @@ def test_results_contract(finished_run):
 def test_hypotheses_aligned_with_reference(finished_run):
     tmp, res = finished_run
     hyps = (tmp / "out" / "hypotheses.test.txt").read_text().split("\n")[:-1]
-    refs = (tmp / "cache" / "toy-seed1-300-40-40" / "test.tgt").read_text().split("\n")[:-1]
+    refs = (TOY_DIR(tmp) / "test.tgt").read_text().split("\n")[:-1]
     assert len(hyps) == len(refs) == 40
 
 
@@ -49,7 +56,7 @@ def test_checkpoint_loads_weights_only_and_translates_the_same(finished_run, tmp
     ckpt = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)
     assert "data_state" in ckpt
     module = NMTModule.from_checkpoint(res["checkpoint"])
-    src = (tmp / "cache" / "toy-seed1-300-40-40" / "test.src").read_text().split("\n")[:-1]
+    src = (TOY_DIR(tmp) / "test.src").read_text().split("\n")[:-1]
     hyps = translate_lines(module, src, beam_size=2, batch_size=7)
     assert hyps == (tmp / "out" / "hypotheses.test.txt").read_text().split("\n")[:-1]
     (tmp_path / "in.txt").write_text("\n".join(src[:5]) + "\n")

@@ -21,6 +21,7 @@ from nmt_prune.data.corpus import (
     write_toy_corpus,
 )
 from nmt_prune.data.text import BOS_ID, EOS_ID, PAD_ID, Tokenizer, Vocab, encode_source
+from nmt_prune.data.toy import GRAMMAR_VERSION
 
 log = logging.getLogger(__name__)
 DATASETS = ("toy", "multi30k")
@@ -161,9 +162,10 @@ class NMTDataModule(pl.LightningDataModule):
         if cfg.name == "toy":
             sizes = {cfg.splits[s]: cfg.toy_sizes[s] for s in SPLITS}
             # the directory names everything the corpus depends on: a cached corpus of other
-            # sizes must never be picked up silently
+            # sizes or of an older grammar must never be picked up silently
             key = "-".join(str(sizes[cfg.splits[s]]) for s in SPLITS)
-            d = Path(cfg.root) if cfg.root else self.cache_dir / f"toy-seed{cfg.toy_seed}-{key}"
+            name = f"toy-v{GRAMMAR_VERSION}-seed{cfg.toy_seed}-{key}"
+            d = Path(cfg.root) if cfg.root else self.cache_dir / name
             write_toy_corpus(d, cfg.toy_seed, sizes, (cfg.src_lang, cfg.tgt_lang))
             return d
         d = Path(cfg.root) if cfg.root else self.cache_dir / "multi30k"

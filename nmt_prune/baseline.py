@@ -1,0 +1,92 @@
+"""One dense baseline per sweep: a content-addressed cache of trained dense checkpoints.
+
+Prune-after-fit jobs that share data, model, initialisation, optimiser, LR schedule, loss,
+trainer settings and seed share one trained dense model. The cache key is a hash of exactly those
+config parts (resolved); ``<cache>/dense/<key>/`` holds ``best.ckpt``, ``theta0.pt`` (the initial
+weights, for lottery-ticket rewinding), ``results.json`` (the dense figures) and
+``config.yaml`` (the keyed config, for humans).
+
+A file lock (``<key>.lock``) makes parallel jobs wait for one training instead of each running
+their own. The entry is built in a temporary directory and renamed into place when complete, so
+a killed job never leaves a half-written checkpoint that another job could pick up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+#: the config parts a dense training depends on (bump FORMAT if the training code changes meaning)
+KEY_PARTS = ("data", "model", "init", "optim", "lr_schedule", "loss", "trainer", "seed")
+FORMAT = 1
+#: trainer keys that change how a run looks, not what it learns
+_TRAINER_COSMETIC = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
+
+
+def key_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config parts that determine the dense model, with data.root made absolute."""
+    parts = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+             for k in KEY_PARTS}  # fmt: skip
+    data = parts["data"]
+    data.pop("download", None)
+    if data.get("root"):
+        data["root"] = str(Path(data["root"]).resolve())
+    for k in _TRAINER_COSMETIC:
+        parts["trainer"].pop(k, None)
+    parts["format"] = FORMAT
+    return parts
+
+
+def cache_key(cfg: DictConfig) -> str:
+    blob = json.dumps(key_config(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def obtain(cfg: DictConfig, train: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """The dense baseline for ``cfg``: from the cache, or trained now by ``train(out_dir)``.
+
+    ``train`` must write ``checkpoints/best.ckpt`` and ``theta0.pt`` under
+    ``out_dir`` and return the dense results dict. Returns that dict (read back from the cache)
+    with ``checkpoint``, ``theta0``, ``cache_key``, ``cache_dir`` and ``trained_here`` (true in
+    the one job that trained it).
+    """
+    root = Path(cfg.paths.cache_dir) / "dense"
+    root.mkdir(parents=True, exist_ok=True)
+    key = cache_key(cfg)
+    final = root / key
+    trained_here = False
+    with FileLock(str(root / f"{key}.lock")):
+        if not (final / "results.json").is_file():
+            tmp = root / f".{key}.tmp-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            log.info("dense baseline %s not cached: training it in %s", key, tmp)
+            res = train(tmp)
+            if res.get("status") != "ok":
+                raise RuntimeError(f"dense baseline training failed: {res.get('error')}")
+            best = Path(res["checkpoint"])
+            shutil.copyfile(best, tmp / "best.ckpt")
+            shutil.rmtree(tmp / "checkpoints")  # last.ckpt etc.: not needed, large
+            res = {k: v for k, v in res.items() if k not in ("checkpoint",)}
+            (tmp / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(key_config(cfg))))
+            (tmp / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)  # atomic: the entry appears complete or not at all
+            trained_here = True
+        else:
+            log.info("dense baseline %s found in the cache (%s)", key, final)
+    res = json.loads((final / "results.json").read_text())
+    res.update(checkpoint=str(final / "best.ckpt"), theta0=str(final / "theta0.pt"), cache_key=key,
+               cache_dir=str(final), trained_here=trained_here)  # fmt: skip
+    return res

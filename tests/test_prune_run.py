@@ -1,0 +1,163 @@
+"""Prune-after-fit end to end on the toy corpus: sweep, cache, masks in checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from callbacks.masking import masks_from_checkpoint
+from nmt_prune.experiment import run
+from nmt_prune.module import NMTModule
+from tests.conftest import ROOT, make_cfg
+
+TINY = ["model=tiny", "logger=none", "threads=1", "data.toy_sizes.train=300", "data.toy_sizes.val=40",
+        "data.toy_sizes.test=40", "trainer.max_epochs=2", "trainer.limit_train_batches=6",
+        "eval.beam_size=2", "prune.retrain.epochs=1"]  # fmt: skip
+
+
+def _check_masks_hold(ckpt: str, res: dict) -> None:
+    masks = masks_from_checkpoint(ckpt)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert masks.n_pruned() == res["prune"]["n_pruned"]
+    for name, keep in masks.masks.items():
+        assert torch.all(state[f"model.{name}"][~keep] == 0), name
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """The card's 3x3 multirun, verbatim plus tiny-config overrides."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    p = subprocess.run(
+        [sys.executable, "run.py", "-m", "prune.scheme=blind,uniform,distribution", "prune.pct=50,80,90",
+         *TINY, f"hydra.sweep.dir={tmp / 'multirun'}", f"paths.cache_dir={tmp / 'cache'}"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-4000:]
+    jobs = [json.loads(f.read_text()) for f in sorted((tmp / "multirun").glob("*/results.json"))]
+    return tmp, jobs
+
+
+def test_sweep_runs_every_job_with_exact_sparsity(sweep):
+    tmp, jobs = sweep
+    assert len(jobs) == 9 and all(j["status"] == "ok" for j in jobs)
+    grid = {(j["prune"]["scheme"], j["prune"]["pct"]) for j in jobs}
+    assert grid == {(s, p) for s in ("blind", "uniform", "distribution") for p in (50, 80, 90)}
+    for j in jobs:
+        amount = j["prune"]["pct"] / 100
+        assert j["prune"]["n_pruned"] == round(amount * j["prune"]["n_prunable"])
+        assert j["sparsity"] == pytest.approx(amount, abs=1e-4)  # zeros in the retrained weights
+        assert j["params"]["prunable"] == j["prune"]["n_prunable"]
+        for key in ("val_ppl", "test_bleu"):
+            assert key in j["pruned"] and key in j["dense"]
+        assert set(j["sparsity_by_class"]) >= {"src_embed", "softmax", "attention"}
+        _check_masks_hold(j["checkpoint"], j)
+
+
+def test_sweep_trains_the_dense_baseline_once(sweep):
+    tmp, jobs = sweep
+    entries = [d for d in (tmp / "cache" / "dense").iterdir() if d.is_dir()]
+    assert len(entries) == 1 and (entries[0] / "best.ckpt").is_file()  # one entry, no leftovers
+    assert {j["dense"]["cache_key"] for j in jobs} == {entries[0].name}
+    assert sum(j["dense"]["trained_here"] for j in jobs) == 1
+    assert len({j["dense"]["test_bleu"] for j in jobs}) == 1
+
+
+def test_uniform_prunes_every_class_equally(sweep):
+    # (how blind and distribution differ needs trained, unequal classes: tests/test_allocation.py)
+    tmp, jobs = sweep
+    for j in jobs:
+        fracs = list(j["sparsity_by_class"].values())
+        if j["prune"]["scheme"] == "uniform":
+            assert max(fracs) - min(fracs) < 0.02
+
+
+@pytest.fixture(scope="module")
+def pruned_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pruned")
+    cfg = make_cfg(tmp, *TINY[4:], "prune.pct=70", "prune.retrain.epochs=2", "prune.scheme=uniform")
+    return tmp, run(cfg)
+
+
+def test_masks_survive_checkpoint_in_a_fresh_process(pruned_run, tmp_path):
+    tmp, res = pruned_run
+    _check_masks_hold(res["checkpoint"], res)
+    src = sorted((tmp / "cache").glob("toy-v*"))[0] / "test.src"
+    p = subprocess.run(
+        [sys.executable, "-m", "nmt_prune.translate", res["checkpoint"], str(src), str(tmp_path / "o.txt"),
+         "--beam", "2"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (tmp_path / "o.txt").read_text() == (tmp / "out" / "hypotheses.test.txt").read_text()
+    module = NMTModule.from_checkpoint(res["checkpoint"])
+    masks = masks_from_checkpoint(res["checkpoint"])
+    rep = masks.report(module.model, module.model.weight_classes())
+    assert rep["sparsity"] == pytest.approx(0.7, abs=1e-4)
+
+
+def test_resume_mid_retraining_keeps_the_masks(pruned_run, tmp_path):
+    tmp, res = pruned_run
+    last = str(Path(res["checkpoint"]).with_name("last.ckpt"))
+    before = masks_from_checkpoint(last)
+    out = run(make_cfg(tmp, *TINY[4:], "prune.pct=70", "prune.retrain.epochs=3", "prune.scheme=uniform",
+                       f"ckpt_path={last}", f"paths.output_dir={tmp_path / 'resumed'}"))  # fmt: skip
+    assert [h["epoch"] for h in out["history"]] == [0, 1, 2]  # epochs 0-1 restored, 2 trained
+    after = masks_from_checkpoint(out["checkpoint"])
+    assert all(torch.equal(before.masks[n], after.masks[n]) for n in before.masks)
+    assert out["dense"]["trained_here"] is False  # the cached baseline of the first run
+
+
+def test_evaluate_only_and_baseline_path(pruned_run, tmp_path):
+    tmp, res = pruned_run
+    dense_ckpt = res["dense"]["checkpoint"]
+    out = run(make_cfg(tmp_path, *TINY[4:], "prune.pct=60", "prune.retrain.epochs=0",
+                       f"prune.baseline={dense_ckpt}"))  # fmt: skip
+    assert out["status"] == "ok" and out["timings"]["retrain_s"] == 0.0
+    assert out["test_bleu"] == out["pruned"]["test_bleu"] and out["dense"]["cache_key"] is None
+    assert out["dense"]["test_bleu"] == pytest.approx(res["dense"]["test_bleu"])  # measured, same model
+    assert not (tmp_path / "cache" / "dense").exists()  # nothing trained
+    _check_masks_hold(out["checkpoint"], out)
+
+
+@pytest.mark.parametrize("rewind", ["init", "reinit"])
+def test_rewind_trains_from_theta0_or_fresh_init_with_the_mask(pruned_run, tmp_path, rewind):
+    tmp, res = pruned_run
+    out = run(make_cfg(tmp, *TINY[4:], "prune.pct=70", "prune.scheme=uniform", f"prune.rewind={rewind}",
+                       f"paths.output_dir={tmp_path / 'o'}"))  # fmt: skip
+    assert out["status"] == "ok" and out["sparsity"] == pytest.approx(0.7, abs=1e-4)
+    assert out["dense"]["cache_key"] == res["dense"]["cache_key"]  # the same trained dense model
+    assert len(out["history"]) == 2  # the full training recipe (trainer.max_epochs), not retrain.epochs
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("prune.pct=100", r"prune.pct=100.*\[0, 100\)"),
+        ("prune.pct=-5", r"prune.pct=-5"),
+        ("prune.scheme=blnd", r"prune.scheme='blnd'.*blind, uniform, distribution"),
+        ("prune.method=obd2", r"prune.method='obd2'.*magnitude, random"),
+        ("prune.rewind=start", r"prune.rewind='start'.*none, init, reinit"),
+        ("prune.exclude=[softmx]", r"softmx.*valid choices.*softmax"),
+        ("prune.retrain.epochs=-1", r"prune.retrain.epochs=-1"),
+    ],
+)
+def test_bad_prune_config_fails_before_any_work(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        run(make_cfg(tmp_path, "prune.pct=50", override))
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["status"] == "failed"
+    assert not (tmp_path / "cache").exists()  # failed before data or training
+
+
+def test_incompatible_combinations_are_named(tmp_path):
+    with pytest.raises(ValueError, match="random.*distribution"):
+        run(make_cfg(tmp_path, "prune.pct=50", "prune.method=random", "prune.scheme=distribution"))
+    with pytest.raises(ValueError, match="prune.pct=0"):
+        run(make_cfg(tmp_path, "prune.rewind=init"))
+    with pytest.raises(FileNotFoundError, match="prune.baseline"):
+        run(make_cfg(tmp_path, "prune.pct=50", "prune.baseline=/nonexistent.ckpt"))
