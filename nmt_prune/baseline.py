@@ -72,9 +72,13 @@ def obtain(cfg: DictConfig, train: Callable[[Path], dict[str, Any]]) -> dict[str
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             log.info("dense baseline %s not cached: training it in %s", key, tmp)
-            res = train(tmp)
-            if res.get("status") != "ok":
-                raise RuntimeError(f"dense baseline training failed: {res.get('error')}")
+            try:
+                res = train(tmp)
+                if res.get("status") != "ok":
+                    raise RuntimeError(f"dense baseline training failed: {res.get('error')}")
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # the next job starts clean
+                raise
             best = Path(res["checkpoint"])
             shutil.copyfile(best, tmp / "best.ckpt")
             shutil.rmtree(tmp / "checkpoints")  # last.ckpt etc.: not needed, large

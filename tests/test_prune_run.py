@@ -161,3 +161,12 @@ def test_incompatible_combinations_are_named(tmp_path):
         run(make_cfg(tmp_path, "prune.rewind=init"))
     with pytest.raises(FileNotFoundError, match="prune.baseline"):
         run(make_cfg(tmp_path, "prune.pct=50", "prune.baseline=/nonexistent.ckpt"))
+
+
+def test_sparsity_and_pruned_metrics_reach_the_logger(tmp_path):
+    out = run(make_cfg(tmp_path, *TINY[4:], "logger=csv", "prune.pct=50"))
+    header = (tmp_path / "out" / "csv" / "metrics.csv").read_text().split("\n")[0].split(",")
+    for key in ("prune/sparsity", "prune/sparsity/softmax", "prune/sparsity/encoder.layer0",
+                "pruned/val_ppl", "pruned/test_bleu", "dense/test_bleu", "val/ppl", "test/bleu"):  # fmt: skip
+        assert key in header, key
+    assert out["status"] == "ok"

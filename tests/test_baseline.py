@@ -1,0 +1,68 @@
+"""The dense-baseline cache: keyed by exactly the training config, one training under a lock."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import pytest
+
+from nmt_prune import baseline
+from tests.conftest import make_cfg
+
+
+def _fake_train(counter: Path, fail: bool = False, delay: float = 0.5):
+    def train(out: Path) -> dict:
+        with counter.open("a") as f:
+            f.write("trained\n")
+        time.sleep(delay)  # a window in which other jobs ask for the same baseline
+        if fail:
+            raise RuntimeError("killed mid-training")
+        (out / "checkpoints").mkdir()
+        (out / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+        (out / "theta0.pt").write_bytes(b"init")
+        return {"status": "ok", "checkpoint": str(out / "checkpoints" / "best.ckpt"), "test_bleu": 42.0}
+
+    return train
+
+
+def _job(tmp: str, q) -> None:
+    cfg = make_cfg(Path(tmp))
+    q.put(baseline.obtain(cfg, _fake_train(Path(tmp) / "count.txt"))["trained_here"])
+
+
+def test_parallel_jobs_train_once(tmp_path):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_job, args=(str(tmp_path), q)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert sorted(q.get() for _ in procs) == [False, False, True]
+    assert (tmp_path / "count.txt").read_text().count("trained") == 1
+    (entry,) = [d for d in (tmp_path / "cache" / "dense").iterdir() if d.is_dir()]
+    assert (entry / "best.ckpt").read_bytes() == b"weights" and (entry / "theta0.pt").is_file()
+
+
+def test_failed_training_leaves_nothing_to_pick_up(tmp_path):
+    cfg = make_cfg(tmp_path)
+    with pytest.raises(RuntimeError, match="killed"):
+        baseline.obtain(cfg, _fake_train(tmp_path / "count.txt", fail=True, delay=0))
+    assert not [d for d in (tmp_path / "cache" / "dense").iterdir() if d.is_dir()]
+    res = baseline.obtain(cfg, _fake_train(tmp_path / "count.txt", delay=0))
+    assert res["trained_here"] and res["test_bleu"] == 42.0
+    assert (tmp_path / "count.txt").read_text().count("trained") == 2
+
+
+def test_key_covers_training_config_and_nothing_else(tmp_path):
+    key = baseline.cache_key(make_cfg(tmp_path))
+    for same in ("prune.pct=80", "prune.scheme=uniform", "logger=csv", "threads=2", "eval.beam_size=3",
+                 "prune.retrain.epochs=5", "trainer.enable_progress_bar=false"):  # fmt: skip
+        assert baseline.cache_key(make_cfg(tmp_path, same)) == key, same
+    for other in ("seed=2", "model.hidden_size=24", "init=xavier_uniform", "optim.lr=0.01",
+                  "trainer.max_epochs=3", "data.toy_sizes.train=301", "loss.label_smoothing=0.0",
+                  "lr_schedule=none"):  # fmt: skip
+        assert baseline.cache_key(make_cfg(tmp_path, other)) != key, other
