@@ -7,6 +7,7 @@ Thin by design: the maths lives in ``nmt_prune.saliency`` (scores), ``nmt_prune.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import lightning.pytorch as pl
@@ -81,13 +82,14 @@ class MaskedTraining(pl.Callback):
         return rep
 
 
-class PruneAfterFit(MaskedTraining):
-    """See, Luong & Manning 2016: prune a trained model once, then retrain with the mask fixed.
+class PruneOnce(MaskedTraining):
+    """Computes one mask with a saliency criterion and an allocation, then holds it fixed.
 
-    The masks are computed in ``setup`` (of whichever stage runs first: validate, test or fit)
-    from the module's current weights, which must be the trained dense ones, unless masks are
-    already there (restored from a checkpoint or given). ``criterion`` x ``scheme`` are
-    orthogonal: any saliency with any allocation.
+    ``method`` (criterion) x ``scheme`` (allocation) are orthogonal: any saliency with any
+    allocation. Data-based criteria read the training data of the trainer's datamodule (or of
+    the ``datamodule`` given to ``compute_masks``): ``obd`` = {estimator, sentences, samples},
+    ``snip`` = {fraction}. After ``compute_masks``, ``saliency_s`` is the time spent scoring and
+    ``data_used`` says on how much data.
     """
 
     def __init__(
@@ -99,29 +101,88 @@ class PruneAfterFit(MaskedTraining):
         include_embeddings: bool = True,
         exclude: tuple[str, ...] = (),
         seed: int = 0,
+        obd: dict | None = None,
+        snip: dict | None = None,
     ) -> None:
         super().__init__(None)
         self.method, self.scheme, self.amount, self.seed = method, scheme, amount, seed
         self.include_biases, self.include_embeddings = include_biases, include_embeddings
         self.exclude = exclude
+        self.obd = {"estimator": "fisher", "sentences": 1000, "samples": 1, **(obd or {})}
+        self.snip = {"fraction": 1, **(snip or {})}
+        self.saliency_s = 0.0
+        self.data_used: dict[str, Any] = {}
 
-    def compute_masks(self, model: torch.nn.Module) -> MaskSet:
-        """Scores -> exact-count masks over the configured prunable parameters (no side effects)."""
+    def _scores(self, model: torch.nn.Module, names: list[str], dm) -> dict[str, torch.Tensor]:
+        params = dict(model.named_parameters())
+        if self.method in ("magnitude", "random"):
+            return saliency.scores(self.method, {n: params[n] for n in names}, seed=self.seed)
+        if dm is None:
+            raise ValueError(f"prune.method={self.method} needs training data: give a datamodule")
+        if self.method == "obd":
+            examples = dm.sample_examples(self.obd["sentences"], self.seed)
+            self.data_used = {"sentences": len(examples), "tokens": sum(b["ntok"] for b in examples),
+                              "estimator": self.obd["estimator"], "samples": self.obd["samples"]}  # fmt: skip
+            return saliency.obd(model, names, examples, self.obd["estimator"], self.obd["samples"], self.seed)
+        if self.method == "snip":
+            batches = dm.first_train_batches(self.snip["fraction"])
+            self.data_used = {"batches": len(batches), "sentences": sum(len(b["idx"]) for b in batches),
+                              "tokens": sum(b["ntok"] for b in batches),
+                              "fraction": self.snip["fraction"]}  # fmt: skip
+            return saliency.snip(model, names, batches)
+        raise ValueError(f"prune.method={self.method!r}; valid choices: {', '.join(saliency.CRITERIA)}")
+
+    def compute_masks(self, model: torch.nn.Module, datamodule=None) -> MaskSet:
+        """Scores -> exact-count masks over the configured prunable parameters (weights untouched).
+
+        class-distribution's sigma_c: the standard deviation of the class's weights for
+        ``magnitude`` (See et al.'s definition), of the class's scores for the other criteria.
+        """
         params = dict(model.named_parameters())
         classes = prunable_classes(
             model.weight_classes(), {n: p.shape for n, p in params.items()},
             self.include_biases, self.include_embeddings, self.exclude,
         )  # fmt: skip
         names = [n for ns in classes.values() for n in ns]
-        scores = saliency.scores(self.method, {n: params[n] for n in names}, seed=self.seed)
-        scale = class_std(params, classes) if self.scheme == "distribution" else None
+        t0 = time.perf_counter()
+        scores = self._scores(model, names, datamodule)
+        self.saliency_s = time.perf_counter() - t0
+        scale = None
+        if self.scheme == "distribution":
+            scale = class_std(params if self.method == "magnitude" else scores, classes)
         return MaskSet(allocate(scores, classes, self.amount, self.scheme, scale))
+
+    def prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.masks = self.compute_masks(pl_module.model, trainer.datamodule)
+        self.masks.apply(pl_module.model)
+        rep = self.log_sparsity(trainer, pl_module)
+        log.info("pruned %s/%s %.1f%%: sparsity %.4f (%d of %d prunable weights zero), scoring %.1f s",
+                 self.method, self.scheme, 100 * self.amount, rep["sparsity"], self.masks.n_pruned(),
+                 self.masks.n_masked(), self.saliency_s)  # fmt: skip
+
+
+class PruneAfterFit(PruneOnce):
+    """See, Luong & Manning 2016: prune a trained model once, then retrain with the mask fixed.
+
+    The masks are computed in ``setup`` (of whichever stage runs first: validate, test or fit)
+    from the module's current weights, which must be the trained dense ones, unless masks are
+    already there (restored from a checkpoint or given).
+    """
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.masks is None:
-            self.masks = self.compute_masks(pl_module.model)
-            self.masks.apply(pl_module.model)
-            rep = self.log_sparsity(trainer, pl_module)
-            log.info("pruned %s/%s %.1f%%: sparsity %.4f (%d of %d prunable weights zero)",
-                     self.method, self.scheme, 100 * self.amount, rep["sparsity"],
-                     self.masks.n_pruned(), self.masks.n_masked())  # fmt: skip
+            self.prune(trainer, pl_module)
+
+
+class PruneAtInit(PruneOnce):
+    """Prune before training: SNIP (Lee, Ajanthan & Torr 2019), or random / magnitude at init.
+
+    The masks are computed in ``on_fit_start``, on the initial weights, before any optimizer step
+    (and not again when a fit resumes from a checkpoint that holds them); training then runs from
+    those same initial weights with the masks held fixed.
+    """
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.masks is None:
+            self.prune(trainer, pl_module)
+        super().on_fit_start(trainer, pl_module)

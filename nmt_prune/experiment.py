@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks.masking import PruneAfterFit, masks_from_checkpoint
+from callbacks.masking import PruneAfterFit, PruneAtInit, masks_from_checkpoint
 from nmt_prune import baseline, saliency
 from nmt_prune.allocation import SCHEMES
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
@@ -34,7 +34,9 @@ from nmt_prune.stats import param_stats
 
 log = logging.getLogger(__name__)
 LOGGERS = ("wandb", "csv", "none")
-PRUNE_TIMINGS = ("after_fit",)
+PRUNE_TIMINGS = ("auto", "after_fit", "at_init")
+#: what prune.timing=auto means for each criterion (SNIP is defined at initialisation)
+DEFAULT_TIMING = {"snip": "at_init", "magnitude": "after_fit", "random": "after_fit", "obd": "after_fit"}
 REWINDS = ("none", "init", "reinit")
 #: rewind=reinit draws theta_0' from the run's seed plus this (never equal to the original theta_0)
 REINIT_SEED_OFFSET = 1_000_003
@@ -172,7 +174,12 @@ def _write_hyps(out: Path, module: NMTModule) -> None:
 
 
 def train_dense(
-    cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool, resume: str | None = None
+    cfg: DictConfig,
+    dm: NMTDataModule,
+    out: Path,
+    logger: Logger | bool,
+    resume: str | None = None,
+    callbacks: list[pl.Callback] | None = None,
 ) -> dict[str, Any]:
     """Train the dense model, test its best checkpoint; writes ``checkpoints/{best,last}.ckpt``,
     ``theta0.pt`` (the initial weights) and ``hypotheses.test.txt`` under ``out``."""
@@ -182,7 +189,7 @@ def train_dense(
     theta0 = out / "theta0.pt"
     if not theta0.exists():  # a resumed run keeps the theta_0 of its first start
         torch.save(module.model.state_dict(), theta0)
-    trainer = _trainer(cfg, out, logger)
+    trainer = _trainer(cfg, out, logger, callbacks)
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
     train_s = time.perf_counter() - t0
@@ -208,8 +215,13 @@ def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{key}={value!r}; valid choices: {', '.join(choices)}")
 
 
-def validate_prune(cfg: DictConfig) -> bool:
-    """Check the ``prune`` node before any work; return True if this job prunes (pct > 0).
+def _excluded(p: DictConfig) -> list[str]:
+    """prune.exclude as a list (``prune.exclude=softmax`` means ``[softmax]``)."""
+    return [p.exclude] if isinstance(p.exclude, str) else list(p.exclude or [])
+
+
+def validate_prune(cfg: DictConfig) -> str | None:
+    """Check the ``prune`` node before any work; return the timing (None: a dense job, pct=0).
 
     Every error names the key, the bad value and the valid choices, or the incompatible pair.
     """
@@ -219,12 +231,33 @@ def validate_prune(cfg: DictConfig) -> bool:
         raise ValueError(f"prune.pct={pct!r}; must be a number in [0, 100) (percent of prunable weights)")
     _choice("prune.timing", p.timing, PRUNE_TIMINGS)
     _choice("prune.method", p.method, saliency.CRITERIA)
+    timing = DEFAULT_TIMING[p.method] if p.timing == "auto" else p.timing
+    if p.method == "snip" and timing == "after_fit":
+        raise ValueError("prune.method=snip with prune.timing=after_fit: SNIP is a criterion at "
+                         "initialisation (Lee et al. 2019); use prune.timing=auto or at_init")  # fmt: skip
+    if p.method == "obd" and timing == "at_init":
+        raise ValueError("prune.method=obd with prune.timing=at_init: OBD's saliency assumes a trained "
+                         "model (zero gradient); use prune.timing=auto or after_fit")  # fmt: skip
+    _choice("prune.obd.estimator", p.obd.estimator, saliency.OBD_ESTIMATORS)
+    for key in ("sentences", "samples"):
+        v = p.obd[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"prune.obd.{key}={v!r}; must be an integer >= 1")
+    f = p.snip.fraction
+    if (
+        isinstance(f, bool)
+        or not isinstance(f, (int, float))
+        or (isinstance(f, int) and f < 1)
+        or (isinstance(f, float) and not 0 < f <= 1)
+    ):
+        raise ValueError(f"prune.snip.fraction={f!r}; an integer >= 1 (batches) or a float in (0, 1] "
+                         f"(fraction of the training set)")  # fmt: skip
     _choice("prune.scheme", p.scheme, SCHEMES)
     _choice("prune.rewind", p.rewind, REWINDS)
     classes = _class_names(cfg.model.layers)
-    bad = [c for c in p.exclude if c not in classes]
+    bad = [c for c in _excluded(p) if c not in classes]
     if bad:
-        raise ValueError(f"prune.exclude={list(p.exclude)} names unknown classes {bad}; "
+        raise ValueError(f"prune.exclude={_excluded(p)} names unknown classes {bad}; "
                          f"valid choices: {', '.join(classes)}")  # fmt: skip
     r = p.retrain
     if isinstance(r.epochs, bool) or not isinstance(r.epochs, int) or r.epochs < 0:
@@ -243,7 +276,13 @@ def validate_prune(cfg: DictConfig) -> bool:
                                  f"model and prunes nothing; set prune.pct > 0")  # fmt: skip
         if p.rewind != "none":
             raise ValueError(f"prune.rewind={p.rewind} with prune.pct=0: nothing is pruned; set pct > 0")
-        return False
+        return None
+    if timing == "at_init":
+        for key, bad_value in (("baseline", bool(p.baseline)), ("rewind", p.rewind != "none")):
+            if bad_value:
+                raise ValueError(f"prune.{key}={p[key]!r} with prune.timing=at_init (method {p.method}): "
+                                 f"pruning at init trains from the initialisation; {key} applies "
+                                 f"to pruning after fit")  # fmt: skip
     if p.baseline:
         if not Path(p.baseline).is_file():
             raise FileNotFoundError(f"prune.baseline={p.baseline} does not exist")
@@ -252,7 +291,7 @@ def validate_prune(cfg: DictConfig) -> bool:
                 f"prune.rewind=init with prune.baseline={p.baseline}: no theta0.pt (the initial "
                 f"weights) next to it; use a checkpoint from an nmt-prune dense run, or rewind=reinit"
             )
-    return True
+    return timing
 
 
 def _theta0_of(ckpt: str) -> Path | None:
@@ -289,9 +328,56 @@ def _retrain_config(cfg: DictConfig) -> DictConfig:
 _FIGURES = ("val_ppl", "val_bleu", "test_ppl", "test_bleu", "test_bleu_lc")
 
 
+#: prune.obd.estimator=exact costs one backward pass per weight: tiny models only
+EXACT_MAX_WEIGHTS = 50_000
+
+
+def _check_exact_size(cfg: DictConfig, module: NMTModule) -> None:
+    if cfg.prune.method == "obd" and cfg.prune.obd.estimator == "exact":
+        n = sum(p.numel() for p in module.model.parameters())
+        if n > EXACT_MAX_WEIGHTS:
+            raise ValueError(
+                f"prune.obd.estimator=exact needs one backward pass per weight and this model has {n:,} "
+                f"parameters (limit {EXACT_MAX_WEIGHTS:,}); use estimator fisher or ggn_mc, or model=tiny"
+            )
+
+
+def _pruner(cls: type, cfg: DictConfig):
+    p = cfg.prune
+    return cls(
+        p.method, p.scheme, p.pct / 100, include_biases=p.include_biases,
+        include_embeddings=p.include_embeddings, exclude=tuple(_excluded(p)),
+        seed=cfg.seed if p.seed is None else p.seed,
+        obd=OmegaConf.to_container(p.obd), snip=OmegaConf.to_container(p.snip),
+    )  # fmt: skip
+
+
+def prune_at_init(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool) -> dict[str, Any]:
+    """Prune the initialisation (SNIP, random, magnitude), then train it with the masks fixed.
+
+    The masks are computed by ``PruneAtInit.on_fit_start`` from theta_0, before any optimizer
+    step; training runs from theta_0 (masked) with the full training recipe.
+    """
+    pruner = _pruner(PruneAtInit, cfg)
+    if cfg.ckpt_path:
+        pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
+        if pruner.masks is None:
+            raise ValueError(f"ckpt_path={cfg.ckpt_path} holds no masks: it is not a pruned run's checkpoint")
+    res = train_dense(cfg, dm, out, logger, resume=cfg.ckpt_path, callbacks=[pruner])
+    module = NMTModule.from_checkpoint(res["checkpoint"])
+    rep = pruner.masks.report(module.model, module.model.weight_classes())
+    prune_info = OmegaConf.to_container(cfg.prune, resolve=True)
+    prune_info.update(timing="at_init", amount=cfg.prune.pct / 100, n_pruned=pruner.masks.n_pruned(),
+                      n_prunable=pruner.masks.n_masked(), data_used=pruner.data_used)  # fmt: skip
+    res["timings"]["saliency_s"] = pruner.saliency_s
+    res.update(prune=prune_info, **rep, pruned=None, dense=None)
+    return res
+
+
 def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool) -> dict[str, Any]:
     """Dense baseline (cached or given) -> prune -> evaluate -> retrain with masks fixed -> test."""
     p = cfg.prune
+    _check_exact_size(cfg, build_module(cfg, dm))  # before the dense training, not after
     if p.baseline:
         dense = {"checkpoint": str(Path(p.baseline).resolve()), "cache_key": None, "trained_here": False,
                  "theta0": str(_theta0_of(p.baseline))}  # fmt: skip
@@ -302,11 +388,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
         )  # fmt: skip
     module = build_module(cfg, dm)
     _load_weights(module, dense["checkpoint"])
-    pruner = PruneAfterFit(
-        p.method, p.scheme, p.pct / 100, include_biases=p.include_biases,
-        include_embeddings=p.include_embeddings, exclude=tuple(p.exclude),
-        seed=cfg.seed if p.seed is None else p.seed,
-    )  # fmt: skip
+    pruner = _pruner(PruneAfterFit, cfg)
     if cfg.ckpt_path:  # resuming the retraining: the masks it started with, not recomputed ones
         check_checkpoint_shapes(cfg.ckpt_path, module)
         pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
@@ -318,7 +400,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
         dense.update({k: v for k, v in dense_ev.items() if k in _FIGURES})
     ev_trainer = _trainer(cfg, out, logger, [pruner], max_epochs=0)
     t0 = time.perf_counter()
-    masks = pruner.masks or pruner.compute_masks(module.model)
+    masks = pruner.masks or pruner.compute_masks(module.model, dm)
     pruner.masks = masks
     masks.apply(module.model)
     prune_s = time.perf_counter() - t0
@@ -356,11 +438,13 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     final = rmodule if epochs > 0 else module
     rep = masks.report(final.model, final.model.weight_classes())
     timings = {"train_s": dense.get("timings", {}).get("train_s", 0.0) if dense["trained_here"] else 0.0,
-               "prune_s": prune_s, "retrain_s": retrain_s, "eval_s": eval_s + after.pop("eval_s"),
+               "prune_s": prune_s, "saliency_s": pruner.saliency_s, "retrain_s": retrain_s,
+               "eval_s": eval_s + after.pop("eval_s"),
                "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
     pruned.pop("test_decode_s", None)
     prune_info = OmegaConf.to_container(p, resolve=True)
-    prune_info.update(amount=p.pct / 100, n_pruned=masks.n_pruned(), n_prunable=masks.n_masked())
+    prune_info.update(timing="after_fit", amount=p.pct / 100, n_pruned=masks.n_pruned(),
+                      n_prunable=masks.n_masked(), data_used=pruner.data_used)  # fmt: skip
     return dict(
         status="ok", prune=prune_info, **rep, **after,
         pruned={k: pruned[k] for k in _FIGURES},
@@ -386,14 +470,16 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     try:
         if cfg.logger.name not in LOGGERS:
             raise ValueError(f"logger.name={cfg.logger.name!r}; valid choices: {LOGGERS}")
-        pruning = validate_prune(cfg)
+        timing = validate_prune(cfg)
         torch.set_num_threads(cfg.threads)
         if cfg.keep_freed_memory:
             keep_freed_memory()
         dm = build_data(cfg)
         logger = make_logger(cfg, out)
-        if pruning:
+        if timing == "after_fit":
             results.update(prune_after_fit(cfg, dm, out, logger))
+        elif timing == "at_init":
+            results.update(prune_at_init(cfg, dm, out, logger))
         else:
             results.update(train_dense(cfg, dm, out, logger, resume=cfg.ckpt_path))
         return results

@@ -6,12 +6,17 @@ Each returns ``{name: float tensor shaped like the parameter}`` for the names it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-CRITERIA = ("magnitude", "random")
+from nmt_prune.data.text import PAD_ID
+
+CRITERIA = ("magnitude", "random", "obd", "snip")
+OBD_ESTIMATORS = ("fisher", "ggn_mc", "exact")
 
 
 def magnitude(params: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -30,9 +35,140 @@ def random(params: Mapping[str, Tensor], seed: int) -> dict[str, Tensor]:
 
 
 def scores(method: str, params: Mapping[str, Tensor], seed: int = 0) -> dict[str, Tensor]:
-    """Dispatch by name; raises with the valid choices for an unknown one."""
+    """Data-free criteria by name (``obd`` and ``snip`` need a model and data: call them)."""
     if method == "magnitude":
         return magnitude(params)
     if method == "random":
         return random(params, seed)
-    raise ValueError(f"prune.method={method!r}; valid choices: {CRITERIA}")
+    raise ValueError(f"prune.method={method!r}; valid choices: {', '.join(CRITERIA)}")
+
+
+# ------------------------------------------------------------------------------- data-based criteria
+def token_logits(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Teacher-forced logits at the real (non-padding) target positions: (N, V), labels (N,)."""
+    states = model.attentional_states(batch["tgt_in"], model.encode(batch["src"], batch["src_len"]))
+    real = batch["tgt_out"] != PAD_ID
+    return model.generator(states[real]), batch["tgt_out"][real]
+
+
+def sentence_loss(
+    model: nn.Module, batch: dict[str, Tensor], sample: torch.Generator | None = None
+) -> Tensor:
+    """Summed token NLL of the batch (padding excluded; no label smoothing).
+
+    With ``sample`` (a generator), the labels are drawn from the model's own output distribution
+    at every position instead of the references: the Monte-Carlo Gauss-Newton estimator.
+    """
+    logits, labels = token_logits(model, batch)
+    if sample is not None:
+        with torch.no_grad():
+            probs = logits.float().softmax(-1).cpu()
+            labels = torch.multinomial(probs, 1, generator=sample).squeeze(1).to(logits.device)
+    return F.cross_entropy(logits, labels, reduction="sum")
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """Deterministic network (dropout off) while scoring; restores the training flag."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+def _acc(p: Tensor) -> torch.dtype:
+    """Accumulate in float32 at least (float64 stays float64)."""
+    return torch.promote_types(p.dtype, torch.float32)
+
+
+def _batch_to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def hessian_diagonal(
+    model: nn.Module,
+    names: Sequence[str],
+    examples: Sequence[dict[str, Tensor]],
+    estimator: str,
+    samples: int = 1,
+    seed: int = 0,
+) -> dict[str, Tensor]:
+    """Diagonal of the Hessian of L = mean over examples of the sentence loss, per parameter.
+
+    ``examples``: batches of ONE sentence each (per-example gradients; no padding at all).
+    - ``fisher``: mean over sentences of the squared per-sentence gradient (empirical Fisher).
+    - ``ggn_mc``: the same with labels sampled from the model (``samples`` draws per sentence):
+      E[g g^T] over sampled labels is the generalised Gauss-Newton matrix of softmax cross entropy
+      (J^T (diag p - p p^T) J summed over positions), so its diagonal is unbiased.
+    - ``exact``: d2L/dw_k^2 by double backprop, one Hessian-vector product per weight: for tiny
+      models (tests). cuDNN RNNs have no double backward, so cuDNN is off for it.
+    """
+    if estimator not in OBD_ESTIMATORS:
+        raise ValueError(f"prune.obd.estimator={estimator!r}; valid choices: {', '.join(OBD_ESTIMATORS)}")
+    params = dict(model.named_parameters())
+    ps = [params[n] for n in names]
+    device = ps[0].device
+    diag = [torch.zeros_like(p, dtype=_acc(p)) for p in ps]
+    n = len(examples)
+    with _eval_mode(model):
+        if estimator == "exact":
+            with torch.backends.cudnn.flags(enabled=False):
+                loss = sum(sentence_loss(model, _batch_to(b, device)) for b in examples) / n
+                grads = torch.autograd.grad(loss, ps, create_graph=True)
+                for d, g, p in zip(diag, grads, ps):
+                    flat = g.reshape(-1)
+                    for i in range(flat.numel()):
+                        (row,) = torch.autograd.grad(flat[i], p, retain_graph=True)
+                        d.view(-1)[i] = row.reshape(-1)[i]
+            return dict(zip(names, diag))
+        gen = torch.Generator().manual_seed(seed) if estimator == "ggn_mc" else None
+        draws = samples if estimator == "ggn_mc" else 1
+        for b in examples:
+            b = _batch_to(b, device)
+            for _ in range(draws):
+                grads = torch.autograd.grad(sentence_loss(model, b, gen), ps)
+                for d, g in zip(diag, grads):
+                    d.add_(g.to(d.dtype).square())
+    return {nm: d / (n * draws) for nm, d in zip(names, diag)}
+
+
+def obd(
+    model: nn.Module,
+    names: Sequence[str],
+    examples: Sequence[dict[str, Tensor]],
+    estimator: str = "fisher",
+    samples: int = 1,
+    seed: int = 0,
+) -> dict[str, Tensor]:
+    """Optimal Brain Damage saliency s_k = 1/2 h_kk w_k^2 (LeCun, Denker & Solla 1989, eq. 5).
+
+    The second-order Taylor term with the off-diagonal Hessian terms dropped; the first-order term
+    is dropped because the model is trained (at a minimum the gradient vanishes). h_kk comes from
+    ``hessian_diagonal`` over ``examples`` (see there for the estimators).
+    """
+    h = hessian_diagonal(model, names, examples, estimator, samples, seed)
+    params = dict(model.named_parameters())
+    return {n: 0.5 * h[n] * params[n].detach().to(h[n].dtype).square() for n in names}
+
+
+def snip(model: nn.Module, names: Sequence[str], batches: Iterable[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """SNIP connection sensitivity |dL/dc_j| = |g_j w_j| (Lee, Ajanthan & Torr 2019, eq. 5-6).
+
+    L is the summed token loss over all of ``batches`` (the data fraction): the gradients of the
+    batches are summed first and the absolute value taken once, so the score is the sensitivity
+    of the loss on that data (not a sum of per-batch magnitudes, which would count gradient
+    noise as sensitivity). The paper's normalisation by the sum of all scores does not change
+    the ranking and is left out.
+    """
+    params = dict(model.named_parameters())
+    ps = [params[n] for n in names]
+    total = [torch.zeros_like(p, dtype=_acc(p)) for p in ps]
+    device = ps[0].device
+    with _eval_mode(model):
+        for b in batches:
+            grads = torch.autograd.grad(sentence_loss(model, _batch_to(b, device)), ps)
+            for t, g in zip(total, grads):
+                t.add_(g.to(t.dtype))
+    return {n: (t * p.detach().to(t.dtype)).abs() for n, t, p in zip(names, total, ps)}

@@ -143,6 +143,7 @@ def test_rewind_trains_from_theta0_or_fresh_init_with_the_mask(pruned_run, tmp_p
         ("prune.method=obd2", r"prune.method='obd2'.*magnitude, random"),
         ("prune.rewind=start", r"prune.rewind='start'.*none, init, reinit"),
         ("prune.exclude=[softmx]", r"softmx.*valid choices.*softmax"),
+        ("prune.exclude=softmx", r"\['softmx'\].*valid choices.*softmax"),
         ("prune.retrain.epochs=-1", r"prune.retrain.epochs=-1"),
     ],
 )
@@ -170,3 +171,50 @@ def test_sparsity_and_pruned_metrics_reach_the_logger(tmp_path):
                 "pruned/val_ppl", "pruned/test_bleu", "dense/test_bleu", "val/ppl", "test/bleu"):  # fmt: skip
         assert key in header, key
     assert out["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "timing"),
+    [(["prune.method=snip"], "at_init"), (["prune.method=obd"], "after_fit"),
+     (["prune.method=random", "prune.timing=at_init"], "at_init"),
+     (["prune.method=obd", "prune.obd.estimator=ggn_mc", "prune.obd.sentences=20",
+       "prune.scheme=distribution"], "after_fit")],
+)  # fmt: skip
+def test_obd_and_snip_run_end_to_end(tmp_path, overrides, timing):
+    out = run(make_cfg(tmp_path, *TINY[4:], "prune.pct=80", *overrides))
+    assert out["status"] == "ok" and out["prune"]["timing"] == timing
+    assert out["sparsity"] == pytest.approx(0.8, abs=1e-4)
+    assert out["prune"]["n_pruned"] == round(0.8 * out["prune"]["n_prunable"])
+    assert out["timings"]["saliency_s"] > 0
+    if "prune.method=snip" in overrides:
+        assert out["prune"]["data_used"]["batches"] == 1 and out["prune"]["data_used"]["sentences"] > 0
+        assert out["pruned"] is None and len(out["history"]) == 2  # trained from init, full recipe
+    if "prune.method=obd" in overrides:
+        assert out["prune"]["data_used"]["sentences"] == min(out["prune"]["obd"]["sentences"], 300)
+    _check_masks_hold(out["checkpoint"], out)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["prune.method=snip", "prune.timing=after_fit"], r"snip with prune.timing=after_fit"),
+        (["prune.method=obd", "prune.timing=at_init"], r"obd with prune.timing=at_init"),
+        (["prune.method=obd", "prune.obd.estimator=hutch"], r"estimator='hutch'.*fisher, ggn_mc, exact"),
+        (["prune.method=snip", "prune.snip.fraction=0"], r"prune.snip.fraction=0"),
+        (["prune.method=snip", "prune.snip.fraction=1.5"], r"prune.snip.fraction=1.5"),
+        (["prune.method=snip", "prune.rewind=init"], r"prune.rewind='init' with prune.timing=at_init"),
+        (["prune.timing=later"], r"prune.timing='later'.*auto, after_fit, at_init"),
+    ],
+)
+def test_contradictory_timing_fails_before_work(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        run(make_cfg(tmp_path, "prune.pct=80", *overrides))
+    assert not (tmp_path / "cache").exists()
+
+
+def test_exact_obd_refuses_a_big_model_before_training(tmp_path):
+    with pytest.raises(ValueError, match="exact needs one backward pass per weight"):
+        run(
+            make_cfg(tmp_path, "model=small", "prune.pct=50", "prune.method=obd", "prune.obd.estimator=exact")
+        )
+    assert not (tmp_path / "cache" / "dense").exists()

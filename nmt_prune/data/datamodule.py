@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -250,6 +251,37 @@ class NMTDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    # ----------------------------------------------------------------------- saliency data
+    def sample_examples(self, n: int, seed: int) -> list[dict[str, Tensor]]:
+        """``n`` training sentences drawn without replacement (seeded), as batches of one."""
+        train = self.splits["train"]
+        idx = random.Random(seed).sample(range(len(train.src)), min(n, len(train.src)))
+        return [collate([(i, train.src[i], train.tgt[i])]) for i in idx]
+
+    def first_train_batches(self, fraction: int | float) -> list[dict[str, Tensor]]:
+        """The first training batches of epoch 0 (the order training sees them in).
+
+        ``fraction``: an int >= 1 is a number of batches; a float in (0, 1] a fraction of the
+        training set (rounded up to whole batches).
+        """
+        loader = self.train_dataloader()
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise ValueError(f"prune.snip.fraction={fraction!r}; an int (batches) or a float in (0, 1]")
+        if isinstance(fraction, float):
+            if not 0 < fraction <= 1:
+                raise ValueError(f"prune.snip.fraction={fraction}; a float must be in (0, 1]")
+            n = math.ceil(fraction * len(loader))
+        else:
+            if fraction < 1:
+                raise ValueError(f"prune.snip.fraction={fraction}; an int must be >= 1 (batches)")
+            n = min(fraction, len(loader))
+        out = []
+        for b in loader:
+            if len(out) == n:
+                break
+            out.append(b)
+        return out
 
     def state(self) -> dict:
         """Plain-data state a checkpoint needs to translate new text."""
