@@ -68,8 +68,9 @@ def obtain(cfg: DictConfig, train: Callable[[Path], dict[str, Any]]) -> dict[str
     trained_here = False
     with FileLock(str(root / f"{key}.lock")):
         if not (final / "results.json").is_file():
+            for stale in root.glob(f".{key}.tmp-*"):  # left by a killed job; we hold the lock
+                shutil.rmtree(stale, ignore_errors=True)
             tmp = root / f".{key}.tmp-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             log.info("dense baseline %s not cached: training it in %s", key, tmp)
             try:

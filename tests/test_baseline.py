@@ -49,6 +49,8 @@ def test_parallel_jobs_train_once(tmp_path):
 
 def test_failed_training_leaves_nothing_to_pick_up(tmp_path):
     cfg = make_cfg(tmp_path)
+    killed = tmp_path / "cache" / "dense" / f".{baseline.cache_key(cfg)}.tmp-99999999"
+    killed.mkdir(parents=True)  # what a job killed mid-training (no cleanup ran) leaves
     with pytest.raises(RuntimeError, match="killed"):
         baseline.obtain(cfg, _fake_train(tmp_path / "count.txt", fail=True, delay=0))
     assert not [d for d in (tmp_path / "cache" / "dense").iterdir() if d.is_dir()]
