@@ -377,7 +377,8 @@ def prune_at_init(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger 
 def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool) -> dict[str, Any]:
     """Dense baseline (cached or given) -> prune -> evaluate -> retrain with masks fixed -> test."""
     p = cfg.prune
-    _check_exact_size(cfg, build_module(cfg, dm))  # before the dense training, not after
+    module = build_module(cfg, dm)  # receives the dense weights below
+    _check_exact_size(cfg, module)  # before the dense training, not after
     if p.baseline:
         dense = {"checkpoint": str(Path(p.baseline).resolve()), "cache_key": None, "trained_here": False,
                  "theta0": str(_theta0_of(p.baseline))}  # fmt: skip
@@ -386,7 +387,6 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
             cfg, lambda d: train_dense(cfg, dm, d, CSVLogger(save_dir=str(d), name="csv", version=""),
                                        resume=None)
         )  # fmt: skip
-    module = build_module(cfg, dm)
     _load_weights(module, dense["checkpoint"])
     pruner = _pruner(PruneAfterFit, cfg)
     if cfg.ckpt_path:  # resuming the retraining: the masks it started with, not recomputed ones
