@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 SCHEMES = ("blind", "uniform", "distribution")
+EMBEDDING_CLASSES = ("src_embed", "tgt_embed")
 
 
 def prunable_classes(
@@ -44,7 +45,7 @@ def prunable_classes(
                          f"valid choices: {list(classes)}")  # fmt: skip
     out = {}
     for cls, names in classes.items():
-        if cls in exclude or (not include_embeddings and cls in ("src_embed", "tgt_embed")):
+        if cls in exclude or (not include_embeddings and cls in EMBEDDING_CLASSES):
             continue
         keep = [n for n in names if len(shapes[n]) >= 2 or include_biases]
         if keep:

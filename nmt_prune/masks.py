@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
-EMBEDDING_CLASSES = ("src_embed", "tgt_embed")
+from nmt_prune.stats import sparsity_report
 
 
 class MaskSet:
@@ -93,36 +93,7 @@ class MaskSet:
 
     # ----------------------------------------------------------------------- reports
     def report(self, model: nn.Module, classes: Mapping[str, Iterable[str]]) -> dict:
-        """Sparsity of the model's *current weights* over the masked parameters.
-
-        Measures zeros in the weights (not the masks), so it reports what the model really is.
-        ``sparsity`` (all masked parameters), ``sparsity_no_embed`` (without the embedding
-        classes), ``sparsity_by_class`` (classes with at least one masked parameter),
-        ``sparsity_by_param``, and ``params`` {total, prunable (= masked), nonzero (all
-        parameters of the model)}.
-        """
-        params = self._params(model)
-        zeros = {n: int((params[n] == 0).sum()) for n in self.masks}
-        sizes = {n: params[n].numel() for n in self.masks}
-        by_class = {}
-        emb_z = emb_n = 0
-        for cls, names in classes.items():
-            names = [n for n in names if n in self.masks]
-            if not names:
-                continue
-            z, s = sum(zeros[n] for n in names), sum(sizes[n] for n in names)
-            by_class[cls] = z / s
-            if cls in EMBEDDING_CLASSES:
-                emb_z, emb_n = emb_z + z, emb_n + s
-        z_all, n_all = sum(zeros.values()), sum(sizes.values())
-        return {
-            "sparsity": z_all / n_all if n_all else 0.0,
-            "sparsity_no_embed": (z_all - emb_z) / (n_all - emb_n) if n_all > emb_n else 0.0,
-            "sparsity_by_class": by_class,
-            "sparsity_by_param": {n: zeros[n] / sizes[n] for n in self.masks},
-            "params": {
-                "total": sum(p.numel() for p in params.values()),
-                "prunable": n_all,
-                "nonzero": sum(int((p != 0).sum()) for p in params.values()),
-            },
-        }
+        """Sparsity of the model's current weights over the masked parameters
+        (``nmt_prune.stats.sparsity_report``): it measures what the model really is."""
+        self._params(model)  # clear errors for masks the model does not match
+        return sparsity_report(model, list(self.masks), classes)

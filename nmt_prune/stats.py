@@ -1,30 +1,52 @@
-"""Parameter counts and sparsity by See et al. weight class."""
+"""Parameter counts and sparsity: overall, by See et al. weight class, by parameter."""
 
 from __future__ import annotations
 
-from nmt_prune.model import Seq2Seq
+from collections.abc import Iterable, Mapping, Sequence
+
+from torch import nn
+
+from nmt_prune.allocation import EMBEDDING_CLASSES, prunable_classes
 
 
-def param_stats(model: Seq2Seq) -> dict:
-    """Counts of a model's parameters and the fraction that is exactly zero.
+def sparsity_report(model: nn.Module, names: Sequence[str], classes: Mapping[str, Iterable[str]]) -> dict:
+    """Zeros in the model's current weights over the parameters ``names`` (the prunable ones).
 
-    Prunable here means every weight matrix of every class (embeddings included, biases not),
-    the project's default (See et al. 2016 prune weights, not biases). Returns
-    ``params`` {total, prunable, nonzero}, ``sparsity`` (zero fraction of prunable weights) and
-    ``sparsity_by_class`` {class: zero fraction of its weight matrices}.
+    ``sparsity`` (all of ``names``), ``sparsity_no_embed`` (without the embedding classes),
+    ``sparsity_by_class`` (classes with at least one of ``names``), ``sparsity_by_param``, and
+    ``params`` {total, prunable (= the size of ``names``), nonzero (all parameters)}.
     """
     params = dict(model.named_parameters())
-    by_class, zeros_all, n_all = {}, 0, 0
-    for cls, names in model.weight_classes().items():
-        ws = [params[n] for n in names if params[n].dim() >= 2]
-        n = sum(w.numel() for w in ws)
-        z = sum(int((w == 0).sum()) for w in ws)
-        by_class[cls] = z / n
-        zeros_all, n_all = zeros_all + z, n_all + n
-    total = sum(p.numel() for p in params.values())
-    nonzero = sum(int((p != 0).sum()) for p in params.values())
+    zeros = {n: int((params[n] == 0).sum()) for n in names}
+    sizes = {n: params[n].numel() for n in names}
+    by_class = {}
+    emb_z = emb_n = 0
+    for cls, members in classes.items():
+        members = [n for n in members if n in zeros]
+        if not members:
+            continue
+        z, s = sum(zeros[n] for n in members), sum(sizes[n] for n in members)
+        by_class[cls] = z / s
+        if cls in EMBEDDING_CLASSES:
+            emb_z, emb_n = emb_z + z, emb_n + s
+    z_all, n_all = sum(zeros.values()), sum(sizes.values())
     return {
-        "params": {"total": total, "prunable": n_all, "nonzero": nonzero},
-        "sparsity": zeros_all / n_all,
+        "sparsity": z_all / n_all if n_all else 0.0,
+        "sparsity_no_embed": (z_all - emb_z) / (n_all - emb_n) if n_all > emb_n else 0.0,
         "sparsity_by_class": by_class,
+        "sparsity_by_param": {n: zeros[n] / sizes[n] for n in names},
+        "params": {
+            "total": sum(p.numel() for p in params.values()),
+            "prunable": n_all,
+            "nonzero": sum(int((p != 0).sum()) for p in params.values()),
+        },
     }
+
+
+def param_stats(model: nn.Module) -> dict:
+    """``sparsity_report`` over the default prunable set (every class's weight matrices,
+    embeddings included, biases not: See et al. 2016), for dense runs."""
+    shapes = {n: p.shape for n, p in model.named_parameters()}
+    classes = model.weight_classes()
+    names = [n for ns in prunable_classes(classes, shapes).values() for n in ns]
+    return sparsity_report(model, names, classes)
