@@ -77,15 +77,20 @@ def n_to_prune(amount: float, n: int) -> int:
     return round(amount * n)
 
 
-def apportion(amount: float, sizes: Sequence[int]) -> list[int]:
+def apportion(amount: float, sizes: Sequence[int], at_least: Sequence[int] | None = None) -> list[int]:
     """Per-class counts near ``amount * size`` that add up to exactly round(amount * sum(sizes)).
 
-    Largest-remainder (Hamilton) apportionment; ties go to the earlier class.
+    Largest-remainder (Hamilton) apportionment; ties go to the earlier class. ``at_least``: lower
+    bounds per class (the counts already pruned, so that pruning stays monotone across events).
     """
     total = n_to_prune(amount, sum(sizes))
     ideal = [amount * s for s in sizes]
-    counts = [int(x) for x in ideal]
+    low = list(at_least) if at_least is not None else [0] * len(sizes)
+    counts = [max(int(x), lo) for x, lo in zip(ideal, low)]
     rest = total - sum(counts)
+    if rest < 0:
+        raise ValueError(f"cannot prune {total} weights while keeping the {sum(low)} already pruned "
+                         f"within one weight of {amount:.4f} per class; raise the target")  # fmt: skip
     by_remainder = sorted(range(len(sizes)), key=lambda i: (-(ideal[i] - counts[i]), i))
     for i in by_remainder[:rest]:
         counts[i] += 1
@@ -98,12 +103,16 @@ def allocate(
     amount: float,
     scheme: str,
     class_scale: Mapping[str, float] | None = None,
+    prior: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Keep-masks ``{name: bool tensor}`` pruning exactly round(amount x N) scored weights.
 
     ``scores``: one tensor per prunable parameter (higher = more important). ``classes``:
     class -> parameter names (only names in ``scores`` count). ``class_scale``: sigma_c for
-    ``distribution`` (see ``class_std``); required for that scheme only.
+    ``distribution`` (see ``class_std``); required for that scheme only. ``prior``: keep-masks of
+    an earlier pruning event; the weights it pruned are pruned first (their scores count as
+    -inf; for ``uniform`` each class prunes at least as many as before), so the new masks are a
+    subset of the prior's whenever the amount does not decrease (monotone schedules).
     """
     if scheme not in SCHEMES:
         raise ValueError(f"prune.scheme={scheme!r}; valid choices: {SCHEMES}")
@@ -112,10 +121,16 @@ def allocate(
     order = [n for ns in groups.values() for n in ns]
     if sorted(order) != sorted(scores):
         raise ValueError("every scored parameter must belong to exactly one class")
+    if prior is not None:
+        scores = {n: s.masked_fill(~prior[n].to(s.device), float("-inf")) if n in prior else s
+                  for n, s in scores.items()}  # fmt: skip
     if scheme == "uniform":
         masks = {}
         sizes = [sum(scores[n].numel() for n in ns) for ns in groups.values()]
-        for ns, k in zip(groups.values(), apportion(amount, sizes)):
+        low = None
+        if prior is not None:
+            low = [sum(int((~prior[n]).sum()) for n in ns if n in prior) for ns in groups.values()]
+        for ns, k in zip(groups.values(), apportion(amount, sizes, low)):
             flat = torch.cat([scores[n].reshape(-1) for n in ns])
             masks.update(_split(_prune_lowest(flat, k), ns, scores))
         return masks

@@ -44,6 +44,11 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
         data["root"] = str(Path(data["root"]).resolve())
     for k in _TRAINER_COSMETIC:
         parts["trainer"].pop(k, None)
+    # an option that is off trains exactly as before it existed: leaving it out of the key keeps
+    # the caches made before it valid
+    wp = parts["loss"].get("weight_penalty")
+    if wp is not None and (wp.get("type") == "none" or not wp.get("strength")):
+        parts["loss"].pop("weight_penalty")
     parts["format"] = FORMAT
     return parts
 

@@ -23,8 +23,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks.masking import PruneAfterFit, PruneAtInit, masks_from_checkpoint
-from nmt_prune import baseline, saliency
+from callbacks.masking import (
+    PruneAfterFit,
+    PruneAtInit,
+    ScheduledPruning,
+    han_dropout_rates,
+    masks_from_checkpoint,
+)
+from nmt_prune import baseline, saliency, schedules
 from nmt_prune.allocation import SCHEMES
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
 from nmt_prune.model import init_weights
@@ -34,7 +40,7 @@ from nmt_prune.stats import param_stats
 
 log = logging.getLogger(__name__)
 LOGGERS = ("wandb", "csv", "none")
-PRUNE_TIMINGS = ("auto", "after_fit", "at_init")
+PRUNE_TIMINGS = ("auto", "after_fit", "at_init", "during")
 #: what prune.timing=auto means for each criterion (SNIP is defined at initialisation)
 DEFAULT_TIMING = {"snip": "at_init", "magnitude": "after_fit", "random": "after_fit", "obd": "after_fit"}
 REWINDS = ("none", "init", "reinit")
@@ -107,6 +113,7 @@ def build_module(cfg: DictConfig, dm: NMTDataModule, init_seed: int | None = Non
         lr_schedule=OmegaConf.to_container(cfg.lr_schedule, resolve=True),
         eval=OmegaConf.to_container(cfg.eval, resolve=True),
         label_smoothing=cfg.loss.label_smoothing,
+        weight_penalty=OmegaConf.to_container(cfg.loss.weight_penalty),
         data_state=dm.state(),
     )
     pl.seed_everything(cfg.seed if init_seed is None else init_seed, workers=True, verbose=False)
@@ -125,10 +132,11 @@ def _trainer(
     out: Path,
     logger: Logger | bool,
     callbacks: list[pl.Callback] | None = None,
+    monitor: str = "val/ppl",
     **overrides: Any,
 ) -> pl.Trainer:
     ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor="val/ppl", mode="min",
+        dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="min",
         save_last=True, auto_insert_metric_name=False,
     )  # fmt: skip
     callbacks = [ckpt, *(callbacks or [])]
@@ -180,16 +188,20 @@ def train_dense(
     logger: Logger | bool,
     resume: str | None = None,
     callbacks: list[pl.Callback] | None = None,
+    monitor: str = "val/ppl",
 ) -> dict[str, Any]:
     """Train the dense model, test its best checkpoint; writes ``checkpoints/{best,last}.ckpt``,
-    ``theta0.pt`` (the initial weights) and ``hypotheses.test.txt`` under ``out``."""
+    ``theta0.pt`` (the initial weights) and ``hypotheses.test.txt`` under ``out``.
+
+    ``callbacks`` prune at init or during training; ``monitor`` is the metric that picks the
+    best checkpoint (``val/ppl_at_target`` for schedules: epochs at the final sparsity only)."""
     module = build_module(cfg, dm)
     if resume:
         check_checkpoint_shapes(resume, module)
     theta0 = out / "theta0.pt"
     if not theta0.exists():  # a resumed run keeps the theta_0 of its first start
         torch.save(module.model.state_dict(), theta0)
-    trainer = _trainer(cfg, out, logger, callbacks)
+    trainer = _trainer(cfg, out, logger, callbacks, monitor=monitor)
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
     train_s = time.perf_counter() - t0
@@ -231,7 +243,9 @@ def validate_prune(cfg: DictConfig) -> str | None:
         raise ValueError(f"prune.pct={pct!r}; must be a number in [0, 100) (percent of prunable weights)")
     _choice("prune.timing", p.timing, PRUNE_TIMINGS)
     _choice("prune.method", p.method, saliency.CRITERIA)
+    _choice("prune.schedule", p.schedule, schedules.SCHEDULES)
     timing = DEFAULT_TIMING[p.method] if p.timing == "auto" else p.timing
+    _validate_schedule(p, timing)
     if p.method == "snip" and timing == "after_fit":
         raise ValueError("prune.method=snip with prune.timing=after_fit: SNIP is a criterion at "
                          "initialisation (Lee et al. 2019); use prune.timing=auto or at_init")  # fmt: skip
@@ -270,6 +284,9 @@ def validate_prune(cfg: DictConfig) -> str | None:
         raise ValueError("prune.method=random with prune.scheme=distribution: random scores have no "
                          "class scale to normalise by; use prune.scheme=blind or uniform")  # fmt: skip
     if pct == 0:
+        if p.schedule != "one_shot":
+            raise ValueError(f"prune.schedule={p.schedule} with prune.pct=0: a pct=0 job trains the dense "
+                             f"model and prunes nothing; set prune.pct > 0 (the final sparsity)")  # fmt: skip
         for key in ("baseline",):
             if p[key]:
                 raise ValueError(f"prune.{key}={p[key]!r} with prune.pct=0: a pct=0 job trains the dense "
@@ -277,10 +294,10 @@ def validate_prune(cfg: DictConfig) -> str | None:
         if p.rewind != "none":
             raise ValueError(f"prune.rewind={p.rewind} with prune.pct=0: nothing is pruned; set pct > 0")
         return None
-    if timing == "at_init":
+    if timing in ("at_init", "during"):
         for key, bad_value in (("baseline", bool(p.baseline)), ("rewind", p.rewind != "none")):
             if bad_value:
-                raise ValueError(f"prune.{key}={p[key]!r} with prune.timing=at_init (method {p.method}): "
+                raise ValueError(f"prune.{key}={p[key]!r} with prune.timing={timing} (method {p.method}): "
                                  f"pruning at init trains from the initialisation; {key} applies "
                                  f"to pruning after fit")  # fmt: skip
     if p.baseline:
@@ -292,6 +309,70 @@ def validate_prune(cfg: DictConfig) -> str | None:
                 f"weights) next to it; use a checkpoint from an nmt-prune dense run, or rewind=reinit"
             )
     return timing
+
+
+def _validate_schedule(p: DictConfig, timing: str) -> None:
+    """The schedule's own checks that need no data (those that do: ``schedules.build``)."""
+    scheduled = p.schedule != "one_shot"
+    if scheduled and p.method == "snip":
+        raise ValueError(f"prune.method=snip with prune.schedule={p.schedule}: SNIP prunes once, at "
+                         f"initialisation (Lee et al. 2019); use prune.schedule=one_shot")  # fmt: skip
+    if timing == "during" and p.schedule not in ("gradual", "linear"):
+        raise ValueError(f"prune.timing=during with prune.schedule={p.schedule}: pruning while training from "
+                         f"scratch needs prune.schedule=gradual or linear")  # fmt: skip
+    if timing == "during" and p.method == "obd":
+        raise ValueError("prune.method=obd with prune.timing=during: OBD's saliency assumes a trained model "
+                         "(zero gradient); use prune.timing=after_fit")  # fmt: skip
+    if timing == "at_init" and scheduled:
+        raise ValueError(f"prune.schedule={p.schedule} with prune.timing=at_init: at_init prunes once "
+                         f"before training; use prune.timing=during (gradual, linear from scratch) "
+                         f"or after_fit")  # fmt: skip
+    if scheduled and p.rewind != "none":
+        raise ValueError(f"prune.rewind={p.rewind} with prune.schedule={p.schedule}: rewinding applies to "
+                         f"one-shot pruning; use prune.rewind=none")  # fmt: skip
+    for key in ("regrow", "dropout_adjust"):
+        if not isinstance(p[key], bool):
+            raise ValueError(f"prune.{key}={p[key]!r}; must be true or false")
+    if p.regrow and (not scheduled or p.method != "magnitude"):
+        raise ValueError(f"prune.regrow=true with prune.schedule={p.schedule}, prune.method={p.method}: "
+                         f"regrowth ranks pruned weights by the magnitude they were pruned at; it needs "
+                         f"a schedule (iterative, gradual, linear) and prune.method=magnitude")  # fmt: skip
+    if p.dropout_adjust and not scheduled and p.retrain.epochs == 0:
+        raise ValueError("prune.dropout_adjust=true with prune.retrain.epochs=0: nothing trains after "
+                         "pruning")  # fmt: skip
+    thr = p.iterative.threshold
+    if thr is not None:
+        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or thr <= 0:
+            raise ValueError(f"prune.iterative.threshold={thr!r}; must be a number > 0 (or null)")
+        if p.schedule != "iterative" or p.method != "magnitude" or p.scheme == "uniform":
+            raise ValueError(
+                f"prune.iterative.threshold={thr} needs prune.schedule=iterative, prune.method=magnitude and "
+                f"prune.scheme=blind (|w| < threshold) or distribution (|w| < threshold x sigma_c); got "
+                f"schedule={p.schedule}, method={p.method}, scheme={p.scheme}"
+            )
+
+
+def _steps_per_epoch(cfg: DictConfig, dm: NMTDataModule) -> int:
+    """Optimizer steps per training epoch (honours trainer.limit_train_batches)."""
+    n = len(dm.train_dataloader())
+    limit = cfg.trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        n = min(n, limit)
+    elif isinstance(limit, float):
+        n = max(1, int(n * limit))
+    return n
+
+
+def build_schedule(cfg: DictConfig, dm: NMTDataModule, timing: str) -> schedules.Schedule:
+    """The job's schedule over the fit it prunes in: the retraining (after_fit: its epochs are
+    ``schedules.fit_epochs``) or the whole training (during). Raises before any training if the
+    schedule does not fit."""
+    p = OmegaConf.to_container(cfg.prune, resolve=True)
+    epochs = cfg.trainer.max_epochs if timing == "during" else schedules.fit_epochs(p["schedule"], p)
+    if epochs < 1:
+        key = "trainer.max_epochs" if timing == "during" else "prune.retrain.epochs"
+        raise ValueError(f"prune.schedule={p['schedule']} needs training to prune during: {key}=0")
+    return schedules.build(p["schedule"], p["pct"], p, _steps_per_epoch(cfg, dm), epochs)
 
 
 def _theta0_of(ckpt: str) -> Path | None:
@@ -321,7 +402,7 @@ def _retrain_config(cfg: DictConfig) -> DictConfig:
         rcfg.optim.lr = cfg.optim.lr * r.lr_factor
         rcfg.lr_schedule = {"name": "halving", "start_epoch": r.halve_every, "every": r.halve_every,
                             "factor": 0.5}  # fmt: skip
-        rcfg.trainer.max_epochs = r.epochs
+        rcfg.trainer.max_epochs = schedules.fit_epochs(cfg.prune.schedule, OmegaConf.to_container(cfg.prune))
     return rcfg
 
 
@@ -342,41 +423,64 @@ def _check_exact_size(cfg: DictConfig, module: NMTModule) -> None:
             )
 
 
-def _pruner(cls: type, cfg: DictConfig):
+def _pruner(cls: type, cfg: DictConfig, *extra: Any, **kwargs: Any):
     p = cfg.prune
     return cls(
-        p.method, p.scheme, p.pct / 100, include_biases=p.include_biases,
+        *extra, p.method, p.scheme, p.pct / 100, **kwargs, include_biases=p.include_biases,
         include_embeddings=p.include_embeddings, exclude=tuple(_excluded(p)),
         seed=cfg.seed if p.seed is None else p.seed,
         obd=OmegaConf.to_container(p.obd), snip=OmegaConf.to_container(p.snip),
     )  # fmt: skip
 
 
-def prune_at_init(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool) -> dict[str, Any]:
-    """Prune the initialisation (SNIP, random, magnitude), then train it with the masks fixed.
+def _scheduled_pruner(cfg: DictConfig, schedule: schedules.Schedule) -> ScheduledPruning:
+    p = cfg.prune
+    return _pruner(ScheduledPruning, cfg, schedule, regrow=p.regrow, dropout_adjust=p.dropout_adjust,
+                   threshold=p.iterative.threshold)  # fmt: skip
 
-    The masks are computed by ``PruneAtInit.on_fit_start`` from theta_0, before any optimizer
-    step; training runs from theta_0 (masked) with the full training recipe.
+
+def _prune_info(cfg: DictConfig, timing: str, pruner, masks) -> dict[str, Any]:
+    info = OmegaConf.to_container(cfg.prune, resolve=True)
+    info.update(timing=timing, amount=cfg.prune.pct / 100, n_pruned=masks.n_pruned(),
+                n_prunable=masks.n_masked(), data_used=pruner.data_used)  # fmt: skip
+    if isinstance(pruner, ScheduledPruning):
+        info["events"] = pruner.events
+    return info
+
+
+def prune_from_scratch(
+    cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool, timing: str
+) -> dict[str, Any]:
+    """Train from the initialisation with pruning: once before the first step (``at_init``:
+    SNIP, random, magnitude), or by a schedule while training (``during``: gradual, linear).
+
+    At init, the masks are computed by ``PruneAtInit.on_fit_start`` from theta_0, before any
+    optimizer step; training runs from theta_0 (masked) with the full training recipe.
     """
-    pruner = _pruner(PruneAtInit, cfg)
-    if cfg.ckpt_path:
-        pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
-        if pruner.masks is None:
-            raise ValueError(f"ckpt_path={cfg.ckpt_path} holds no masks: it is not a pruned run's checkpoint")
-    res = train_dense(cfg, dm, out, logger, resume=cfg.ckpt_path, callbacks=[pruner])
+    if timing == "during":
+        pruner = _scheduled_pruner(cfg, build_schedule(cfg, dm, timing))
+        monitor = "val/ppl_at_target"
+    else:
+        pruner, monitor = _pruner(PruneAtInit, cfg), "val/ppl"
+        if cfg.ckpt_path:
+            pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
+            if pruner.masks is None:
+                raise ValueError(f"ckpt_path={cfg.ckpt_path} holds no masks: not a pruned run's checkpoint")
+    res = train_dense(cfg, dm, out, logger, resume=cfg.ckpt_path, callbacks=[pruner], monitor=monitor)
     module = NMTModule.from_checkpoint(res["checkpoint"])
     rep = pruner.masks.report(module.model, module.model.weight_classes())
-    prune_info = OmegaConf.to_container(cfg.prune, resolve=True)
-    prune_info.update(timing="at_init", amount=cfg.prune.pct / 100, n_pruned=pruner.masks.n_pruned(),
-                      n_prunable=pruner.masks.n_masked(), data_used=pruner.data_used)  # fmt: skip
-    res["timings"]["saliency_s"] = pruner.saliency_s
-    res.update(prune=prune_info, **rep, pruned=None, dense=None)
+    if timing == "during":
+        res["timings"].update(saliency_s=sum(e["saliency_s"] for e in pruner.events), prune_s=pruner.prune_s)
+    else:
+        res["timings"]["saliency_s"] = pruner.saliency_s
+    res.update(prune=_prune_info(cfg, timing, pruner, pruner.masks), **rep, pruned=None, dense=None)
     return res
 
 
 def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool) -> dict[str, Any]:
     """Dense baseline (cached or given) -> prune -> evaluate -> retrain with masks fixed -> test."""
     p = cfg.prune
+    sched = build_schedule(cfg, dm, "after_fit") if p.schedule != "one_shot" else None
     module = build_module(cfg, dm)  # receives the dense weights below
     _check_exact_size(cfg, module)  # before the dense training, not after
     if p.baseline:
@@ -388,6 +492,8 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
                                        resume=None)
         )  # fmt: skip
     _load_weights(module, dense["checkpoint"])
+    if sched is not None:
+        return _scheduled_after_fit(cfg, dm, out, logger, module, dense, sched)
     pruner = _pruner(PruneAfterFit, cfg)
     if cfg.ckpt_path:  # resuming the retraining: the masks it started with, not recomputed ones
         check_checkpoint_shapes(cfg.ckpt_path, module)
@@ -420,6 +526,8 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     elif p.rewind == "init":
         rmodule.model.load_state_dict(torch.load(dense["theta0"], map_location="cpu", weights_only=True))
     masks.apply(rmodule.model)  # rewind=reinit: rmodule holds the fresh initialisation
+    if p.dropout_adjust:
+        rmodule.model.set_dropout(han_dropout_rates(rmodule.model, masks, dict(rmodule.model.dropout_p)))
     epochs = rcfg.trainer.max_epochs
     retrain_s, history = 0.0, []
     if epochs > 0:
@@ -442,12 +550,53 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
                "eval_s": eval_s + after.pop("eval_s"),
                "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
     pruned.pop("test_decode_s", None)
-    prune_info = OmegaConf.to_container(p, resolve=True)
-    prune_info.update(timing="after_fit", amount=p.pct / 100, n_pruned=masks.n_pruned(),
-                      n_prunable=masks.n_masked(), data_used=pruner.data_used)  # fmt: skip
     return dict(
-        status="ok", prune=prune_info, **rep, **after,
+        status="ok", prune=_prune_info(cfg, "after_fit", pruner, masks), **rep, **after,
         pruned={k: pruned[k] for k in _FIGURES},
+        dense={k: dense.get(k) for k in (*_FIGURES, "checkpoint", "cache_key", "trained_here")},
+        timings=timings, checkpoint=best, history=history, data=_data_summary(cfg, dm),
+    )  # fmt: skip
+
+
+def _scheduled_after_fit(
+    cfg: DictConfig,
+    dm: NMTDataModule,
+    out: Path,
+    logger: Logger | bool,
+    module: NMTModule,
+    dense: dict[str, Any],
+    schedule: schedules.Schedule,
+) -> dict[str, Any]:
+    """Iterative, gradual or linear pruning of the dense model while it retrains.
+
+    One fit of ``schedules.fit_epochs`` epochs with the retraining recipe (``_retrain_config``:
+    its LR halving runs over the whole fit, so a schedule and one-shot pruning with the same
+    retraining epochs train with the same LR curve). The test uses the best epoch at the final
+    sparsity (``val/ppl_at_target``).
+    """
+    pruner = _scheduled_pruner(cfg, schedule)
+    log.info("schedule %s", schedule.describe())
+    figures = {f"dense/{k}": dense[k] for k in _FIGURES if dense.get(k) is not None}
+    rcfg = _retrain_config(cfg)
+    rmodule = build_module(rcfg, dm)
+    rmodule.model.load_state_dict(module.model.state_dict())
+    trainer = _trainer(rcfg, out, logger, [pruner], monitor="val/ppl_at_target")
+    for lg in trainer.loggers:
+        lg.log_metrics(figures, step=0)
+    t0 = time.perf_counter()
+    trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    retrain_s = time.perf_counter() - t0 - pruner.prune_s
+    history = list(rmodule.history)
+    best = trainer.checkpoint_callback.best_model_path or None
+    after = _evaluate(trainer, rmodule, dm, best)
+    _write_hyps(out, rmodule)
+    rep = pruner.masks.report(rmodule.model, rmodule.model.weight_classes())
+    timings = {"train_s": dense.get("timings", {}).get("train_s", 0.0) if dense["trained_here"] else 0.0,
+               "prune_s": pruner.prune_s, "saliency_s": sum(e["saliency_s"] for e in pruner.events),
+               "retrain_s": retrain_s, "eval_s": after.pop("eval_s"),
+               "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
+    return dict(
+        status="ok", prune=_prune_info(cfg, "after_fit", pruner, pruner.masks), **rep, **after, pruned=None,
         dense={k: dense.get(k) for k in (*_FIGURES, "checkpoint", "cache_key", "trained_here")},
         timings=timings, checkpoint=best, history=history, data=_data_summary(cfg, dm),
     )  # fmt: skip
@@ -478,8 +627,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         logger = make_logger(cfg, out)
         if timing == "after_fit":
             results.update(prune_after_fit(cfg, dm, out, logger))
-        elif timing == "at_init":
-            results.update(prune_at_init(cfg, dm, out, logger))
+        elif timing in ("at_init", "during"):
+            results.update(prune_from_scratch(cfg, dm, out, logger, timing))
         else:
             results.update(train_dense(cfg, dm, out, logger, resume=cfg.ckpt_path))
         return results

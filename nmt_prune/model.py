@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -108,7 +109,9 @@ class Seq2Seq(nn.Module):
         self.attn_in = nn.Linear(hidden_size, hidden_size, bias=False) if attention == "general" else None
         self.attn_out = nn.Linear(2 * hidden_size, hidden_size, bias=False)  # W_c
         self.generator = nn.Linear(hidden_size, tgt_vocab)  # W_s, the "softmax" class
-        self.dropout = nn.Dropout(dropout)
+        #: dropout probability at each site, keyed by the weight class whose inputs it drops
+        #: (``dropout_sites``); all equal to ``dropout`` unless ``set_dropout`` changed them
+        self.dropout_p: dict[str, float] = dict.fromkeys(self.dropout_sites(), dropout)
 
     # --------------------------------------------------------------------------- weight classes
     def weight_classes(self) -> dict[str, list[str]]:
@@ -132,10 +135,45 @@ class Seq2Seq(nn.Module):
         classes["softmax"] = ["generator.weight", "generator.bias"]
         return classes
 
+    # --------------------------------------------------------------------------- dropout sites
+    def dropout_sites(self) -> dict[str, tuple[str, slice]]:
+        """Dropout site -> (parameter, input columns) whose connections it drops.
+
+        A site is named by the weight class it feeds: ``encoder.layer0`` (source embeddings),
+        ``encoder.layer{k}`` (between encoder layers), ``decoder.layer0`` (target embeddings,
+        the embedding columns of W_ih only: input feeding is not dropped), ``decoder.layer{k}``
+        (between decoder layers), ``softmax`` (h~_t). Used by Han et al.'s dropout adjustment.
+        """
+        sites = {}
+        for k in range(self.layers):
+            sites[f"encoder.layer{k}"] = (f"encoder.weight_ih_l{k}", slice(None))
+        for k in range(self.layers):
+            cols = slice(0, self.emb_size) if k == 0 else slice(None)
+            sites[f"decoder.layer{k}"] = (f"decoder.{k}.weight_ih", cols)
+        sites["softmax"] = ("generator.weight", slice(None))
+        return sites
+
+    def set_dropout(self, rates: dict[str, float]) -> None:
+        """Set the dropout probability of some sites (``dropout_sites``).
+
+        nn.LSTM has one dropout for all its inter-layer connections: the encoder's sites
+        ``encoder.layer{k>=1}`` share the mean of their rates (exact for 2 layers).
+        """
+        unknown = sorted(set(rates) - set(self.dropout_p))
+        if unknown:
+            raise KeyError(f"unknown dropout sites {unknown}; valid: {list(self.dropout_p)}")
+        self.dropout_p.update({k: float(v) for k, v in rates.items()})
+        if self.layers > 1:
+            inner = [self.dropout_p[f"encoder.layer{k}"] for k in range(1, self.layers)]
+            self.encoder.dropout = sum(inner) / len(inner)
+
+    def _drop(self, x: Tensor, site: str) -> Tensor:
+        return F.dropout(x, self.dropout_p[site], self.training)
+
     # --------------------------------------------------------------------------- encoder
     def encode(self, src: Tensor, src_len: Tensor) -> DecoderState:
         """src: (B, S) token ids, src_len: (B,) lengths -> initial decoder state."""
-        emb = self.dropout(self.src_embed(src))  # (B, S, E)
+        emb = self._drop(self.src_embed(src), "encoder.layer0")  # (B, S, E)
         packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
         out, (h, c) = self.encoder(packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])  # (B, S, H)
@@ -178,7 +216,7 @@ class Seq2Seq(nn.Module):
             h, c = _lstm_gates(gates, state.c[k])
             hs.append(h)
             cs.append(c)
-            inp = self.dropout(h) if k < self.layers - 1 else h
+            inp = self._drop(h, f"decoder.layer{k + 1}") if k < self.layers - 1 else h
         # Luong global attention, eq. 7-8
         scores = torch.baddbmm(state.mask_bias.unsqueeze(1), inp.unsqueeze(1), state.keys.transpose(1, 2))
         alpha = scores.softmax(-1)  # (B, 1, S)
@@ -188,7 +226,7 @@ class Seq2Seq(nn.Module):
 
     def _embed_proj(self, tgt_in: Tensor, fused: list[tuple[Tensor, Tensor]]) -> Tensor:
         """Layer-0 input pre-activations from target embeddings: (B, T) -> (B, T, 4H)."""
-        emb = self.dropout(self.tgt_embed(tgt_in))
+        emb = self._drop(self.tgt_embed(tgt_in), "decoder.layer0")
         w_emb = self.decoder[0].weight_ih[:, : self.emb_size]
         return torch.addmm(fused[0][1], emb.flatten(0, 1), w_emb.t()).view(*tgt_in.shape, -1)
 
@@ -200,7 +238,7 @@ class Seq2Seq(nn.Module):
         for x0_t in x0.unbind(1):  # unbind, not x0[:, t]: its backward is one stack, not T zero-fills
             att, state = self._step(x0_t, state, fused)
             outs.append(att)
-        return self.dropout(torch.stack(outs, 1))
+        return self._drop(torch.stack(outs, 1), "softmax")
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
         """(B, S), (B,), (B, T) -> logits (B, T, V)."""

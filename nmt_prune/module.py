@@ -20,6 +20,7 @@ from nmt_prune.model import Seq2Seq
 from nmt_prune.search import beam_search, greedy_search
 
 LR_SCHEDULES = ("none", "halving", "plateau")
+WEIGHT_PENALTIES = ("none", "l1", "l2")
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +32,9 @@ class NMTModule(pl.LightningModule):
     optimizer node, e.g. ``{_target_: torch.optim.Adam, _partial_: true, lr: 0.001}``),
     ``lr_schedule`` ({name: none | halving (x factor every ``every`` epochs from ``start_epoch``,
     See et al.'s SGD recipe) | plateau (x factor when val ppl stops improving)}),
-    ``label_smoothing``, ``eval`` (decoding settings). The data state (vocabularies and
+    ``label_smoothing``, ``weight_penalty`` ({type: none | l1 | l2, strength}: lambda sum |w| or
+    lambda/2 sum w^2 over every weight matrix, embeddings included, biases not: the default
+    prunable set; Han et al. 2015 sect. 3.1), ``eval`` (decoding settings). The data state (vocabularies and
     tokenisers) travels in the checkpoint too, so a checkpoint alone can translate.
     """
 
@@ -43,11 +46,21 @@ class NMTModule(pl.LightningModule):
         eval: dict,
         data_state: dict,
         label_smoothing: float = 0.0,
+        weight_penalty: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["data_state"], logger=False)
         if lr_schedule["name"] not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule.name={lr_schedule['name']!r}; valid choices: {LR_SCHEDULES}")
+        wp = weight_penalty or {"type": "none", "strength": 0.0}
+        if wp["type"] not in WEIGHT_PENALTIES:
+            raise ValueError(
+                f"loss.weight_penalty.type={wp['type']!r}; valid choices: {', '.join(WEIGHT_PENALTIES)}"
+            )
+        lam = wp["strength"]
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
+            raise ValueError(f"loss.weight_penalty.strength={lam!r}; must be a number >= 0")
+        self.weight_penalty = wp
         self.data_state = data_state
         self.src_vocab, self.tgt_vocab = Vocab(data_state["src_vocab"]), Vocab(data_state["tgt_vocab"])
         self.src_tok = Tokenizer.from_state(data_state["src_tok"])
@@ -57,6 +70,10 @@ class NMTModule(pl.LightningModule):
         self.hyps: dict[int, str] = {}
         self.decode_s = 0.0  # seconds spent in search (greedy/beam) on the current eval split
         self.history: list[dict[str, float]] = []
+        #: set by a pruning schedule: False until its final sparsity is reached; when not None the
+        #: module logs ``val/ppl_at_target`` (inf before) so checkpoints are chosen among epochs
+        #: at the final sparsity only
+        self.at_target: bool | None = None
         self._tokens, self._epoch_t0, self._train_s = 0, 0.0, 0.0
 
     # ----------------------------------------------------------------------- training
@@ -73,10 +90,24 @@ class NMTModule(pl.LightningModule):
         logits = self.model.generator(states[real])  # (N, V)
         return F.cross_entropy(logits, batch["tgt_out"][real], reduction="sum", label_smoothing=smoothing)
 
+    def penalty(self) -> Tensor | None:
+        """The weight penalty term (None when off)."""
+        kind, lam = self.weight_penalty["type"], self.weight_penalty["strength"]
+        if kind == "none" or lam == 0:
+            return None
+        ws = [p for p in self.model.parameters() if p.dim() >= 2]
+        if kind == "l1":
+            return lam * sum(w.abs().sum() for w in ws)
+        return 0.5 * lam * sum(w.pow(2).sum() for w in ws)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.nll(batch, self.hparams.label_smoothing) / batch["ntok"]
         self._tokens += batch["ntok"]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["ntok"])
+        pen = self.penalty()
+        if pen is not None:
+            self.log("train/penalty", pen, batch_size=batch["ntok"])
+            loss = loss + pen
         return loss
 
     def on_train_epoch_start(self) -> None:
@@ -116,6 +147,8 @@ class NMTModule(pl.LightningModule):
                             f"{stage}/bleu_tok_lc": scores["bleu_tok_lc"]})  # fmt: skip
             self.last_hyps, self.last_signature = hyps, scores["signature"]
         metrics[f"{stage}/decode_s"] = self.decode_s
+        if stage == "val" and self.at_target is not None:
+            metrics["val/ppl_at_target"] = metrics["val/ppl"] if self.at_target else math.inf
         self.hyps, self.decode_s = {}, 0.0
         self.log_dict(metrics, prog_bar=True)
         return metrics
