@@ -2,7 +2,7 @@ PY ?= python
 .DEFAULT_GOAL := help
 
 help:  ## list targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z%-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 install:  ## install torch (CPU wheel here) and the project with dev tools
 	$(PY) -m pip install torch==2.13.0
@@ -17,6 +17,21 @@ test-all:  ## every test, the slow end-to-end ones too
 train:  ## main job on the embedded toy corpus (override with ARGS="key=value ...")
 	$(PY) run.py $(ARGS)
 
+SWEEP_ARGS ?= hydra/launcher=joblib hydra.launcher.n_jobs=2
+
+sweep:  ## the card's grid: 3 schemes x 50/80/90%, 2 parallel jobs (add ARGS="data=multi30k ...")
+	$(PY) run.py -m prune.scheme=blind,uniform,distribution prune.pct=50,80,90 $(SWEEP_ARGS) $(ARGS)
+
+sweep-%:  ## a preset of conf/sweep/, e.g. make sweep-schemes, sweep-snip_init, sweep-class_sensitivity
+	$(PY) run.py -m +sweep=$* $(SWEEP_ARGS) $(ARGS)
+
+sweep-snip:  ## SNIP vs random at init across initialisations (= sweep-snip_init)
+	$(PY) run.py -m +sweep=snip_init $(SWEEP_ARGS) $(ARGS)
+
+report:  ## tables and figures of a sweep: make report SWEEP=multirun/<date>/<time>
+	@test -n "$(SWEEP)" || { echo "usage: make report SWEEP=<sweep directory>"; exit 2; }
+	$(PY) -m nmt_prune.report $(SWEEP)
+
 lint:  ## ruff lint + format check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -29,4 +44,4 @@ clean:  ## remove run outputs and caches
 	rm -rf outputs multirun lightning_logs wandb .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-all train lint format clean
+.PHONY: help install test test-all train sweep sweep-snip report lint format clean

@@ -12,7 +12,15 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> float | None:
     from nmt_prune.experiment import run  # after Hydra parsed the command line: fast --help
 
-    results = run(cfg, overrides=list(HydraConfig.get().overrides.task))
+    hc = HydraConfig.get()
+    launcher = str(hc.launcher.get("_target_", ""))
+    job = {
+        "multirun": str(hc.mode) == "RunMode.MULTIRUN",
+        "sweep_dir": str(hc.sweep.dir),
+        "name": hc.job.override_dirname,
+        "parallel_jobs": int(hc.launcher.get("n_jobs", 1)) if "joblib" in launcher.lower() else 1,
+    }
+    results = run(cfg, overrides=list(hc.overrides.task), job=job)
     return results.get("test_bleu")
 
 

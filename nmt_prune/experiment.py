@@ -31,12 +31,12 @@ from callbacks.masking import (
     masks_from_checkpoint,
 )
 from nmt_prune import baseline, saliency, schedules
-from nmt_prune.allocation import SCHEMES
+from nmt_prune.allocation import EMBEDDING_CLASSES, SCHEMES
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
 from nmt_prune.model import init_weights
 from nmt_prune.module import NMTModule
 from nmt_prune.runtime import keep_freed_memory
-from nmt_prune.stats import param_stats
+from nmt_prune.stats import max_pruned_abs, param_stats
 
 log = logging.getLogger(__name__)
 LOGGERS = ("wandb", "csv", "none")
@@ -62,7 +62,10 @@ def _wandb_mode() -> str:
     return "online" if logged_in else "offline"
 
 
-def make_logger(cfg: DictConfig, out: Path) -> Logger | bool:
+def make_logger(cfg: DictConfig, out: Path, job: dict[str, Any] | None = None) -> Logger | bool:
+    """The job's logger. W&B: one run per job, named by its overrides, grouped by its sweep
+    (``logger.group`` when set, else the sweep directory), with the resolved config as a dict."""
+    job = job or {}
     name = cfg.logger.name
     if name not in LOGGERS:
         raise ValueError(f"logger.name={name!r}; valid choices: {LOGGERS}")
@@ -71,10 +74,40 @@ def make_logger(cfg: DictConfig, out: Path) -> Logger | bool:
     if name == "csv":
         return CSVLogger(save_dir=str(out), name="csv", version="")
     mode = _wandb_mode()
+    group = cfg.logger.group or (job.get("sweep_dir") if job.get("multirun") else None)
     return WandbLogger(
-        project=cfg.logger.project, group=cfg.logger.group, save_dir=str(out), mode=mode,
-        config=OmegaConf.to_container(cfg, resolve=True), tags=list(cfg.logger.tags or []),
+        project=cfg.logger.project, group=group, name=job.get("name") or None, save_dir=str(out),
+        mode=mode, config=OmegaConf.to_container(cfg, resolve=True), tags=list(cfg.logger.tags or []),
     )  # fmt: skip
+
+
+def summary_values(results: dict[str, Any]) -> dict[str, Any]:
+    """results.json flattened to ``a/b`` keys of scalars (W&B summary; report columns)."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}/{k}" if prefix else str(k), v)
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            flat[prefix] = value
+
+    for key in ("status", "error", "prune", "sparsity", "sparsity_no_embed", "sparsity_by_class", "val_ppl",
+                "val_bleu", "test_ppl", "test_bleu", "test_bleu_lc", "test_bleu_tok_lc", "pruned", "dense",
+                "timings", "params"):  # fmt: skip
+        if key in results:
+            walk(key, results[key])
+    return flat
+
+
+def effective_threads(threads: int, parallel_jobs: int) -> int:
+    """Torch threads for a job: never more than the cores divided among the parallel jobs
+    (an oversubscribed LSTM runs many times slower; README, "Speed")."""
+    if parallel_jobs == 1:
+        return threads
+    cores = os.cpu_count() or 1
+    jobs = cores if parallel_jobs < 1 else parallel_jobs
+    return max(1, min(threads, cores // jobs))
 
 
 def check_checkpoint_shapes(path: str, module: pl.LightningModule) -> None:
@@ -227,8 +260,11 @@ def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{key}={value!r}; valid choices: {', '.join(choices)}")
 
 
-def _excluded(p: DictConfig) -> list[str]:
-    """prune.exclude as a list (``prune.exclude=softmax`` means ``[softmax]``)."""
+def _excluded(p: DictConfig, layers: int | None = None) -> list[str]:
+    """prune.exclude as a list (``prune.exclude=softmax`` means ``[softmax]``); with
+    ``prune.only=CLASS``, every other class (``layers``: the model's, to name them)."""
+    if p.get("only") and layers is not None:
+        return [c for c in _class_names(layers) if c != p.only]
     return [p.exclude] if isinstance(p.exclude, str) else list(p.exclude or [])
 
 
@@ -269,6 +305,13 @@ def validate_prune(cfg: DictConfig) -> str | None:
     _choice("prune.scheme", p.scheme, SCHEMES)
     _choice("prune.rewind", p.rewind, REWINDS)
     classes = _class_names(cfg.model.layers)
+    if p.only is not None:
+        _choice("prune.only", p.only, tuple(classes))
+        if _excluded(p):
+            raise ValueError(f"prune.only={p.only} with prune.exclude={_excluded(p)}: prune.only already "
+                             f"keeps every other class dense; set one of them")  # fmt: skip
+        if not p.include_embeddings and p.only in EMBEDDING_CLASSES:
+            raise ValueError(f"prune.only={p.only} with prune.include_embeddings=false: nothing to prune")
     bad = [c for c in _excluded(p) if c not in classes]
     if bad:
         raise ValueError(f"prune.exclude={_excluded(p)} names unknown classes {bad}; "
@@ -427,7 +470,7 @@ def _pruner(cls: type, cfg: DictConfig, *extra: Any, **kwargs: Any):
     p = cfg.prune
     return cls(
         *extra, p.method, p.scheme, p.pct / 100, **kwargs, include_biases=p.include_biases,
-        include_embeddings=p.include_embeddings, exclude=tuple(_excluded(p)),
+        include_embeddings=p.include_embeddings, exclude=tuple(_excluded(p, cfg.model.layers)),
         seed=cfg.seed if p.seed is None else p.seed,
         obd=OmegaConf.to_container(p.obd), snip=OmegaConf.to_container(p.snip),
     )  # fmt: skip
@@ -508,6 +551,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     t0 = time.perf_counter()
     masks = pruner.masks or pruner.compute_masks(module.model, dm)
     pruner.masks = masks
+    largest_removed = max_pruned_abs(module.model, masks.masks, module.model.weight_classes())
     masks.apply(module.model)
     prune_s = time.perf_counter() - t0
     pruner.log_sparsity(ev_trainer, module)
@@ -550,8 +594,10 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
                "eval_s": eval_s + after.pop("eval_s"),
                "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
     pruned.pop("test_decode_s", None)
+    prune_info = _prune_info(cfg, "after_fit", pruner, masks)
+    prune_info["max_pruned_abs_by_class"] = largest_removed
     return dict(
-        status="ok", prune=_prune_info(cfg, "after_fit", pruner, masks), **rep, **after,
+        status="ok", prune=prune_info, **rep, **after,
         pruned={k: pruned[k] for k in _FIGURES},
         dense={k: dense.get(k) for k in (*_FIGURES, "checkpoint", "cache_key", "trained_here")},
         timings=timings, checkpoint=best, history=history, data=_data_summary(cfg, dm),
@@ -602,16 +648,29 @@ def _scheduled_after_fit(
     )  # fmt: skip
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
-    """One job: dense training (``prune.pct=0``) or prune-after-fit. Writes results.json.
+def _config_record(cfg: DictConfig) -> dict[str, Any]:
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an interpolation that needs Hydra's runtime: keep it unresolved
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def run(
+    cfg: DictConfig, overrides: list[str] | None = None, job: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One job: dense training (``prune.pct=0``), pruning after fit, at init or during training.
+    Writes results.json (with the resolved ``config``).
 
     The configuration is validated before any work. On any exception ``results.json`` says
     ``status: failed`` with the error, the W&B run is finished, and the exception propagates (so
-    a multirun reports it).
+    a multirun reports it and goes on with its other jobs). ``job``: what run.py knows from
+    Hydra (multirun, sweep_dir, name = the override dirname, parallel_jobs of the launcher).
     """
+    job = job or {}
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"status": "running", "overrides": list(overrides or [])}
+    results: dict[str, Any] = {"status": "running", "overrides": list(overrides or []),
+                               "config": _config_record(cfg)}  # fmt: skip
     logger: Logger | bool = False
     for name in ("lightning.pytorch", "lightning.fabric"):  # one handler (Hydra's root), not two
         logging.getLogger(name).handlers.clear()
@@ -620,11 +679,16 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         if cfg.logger.name not in LOGGERS:
             raise ValueError(f"logger.name={cfg.logger.name!r}; valid choices: {LOGGERS}")
         timing = validate_prune(cfg)
-        torch.set_num_threads(cfg.threads)
+        threads = effective_threads(cfg.threads, job.get("parallel_jobs", 1))
+        if threads != cfg.threads:
+            log.info("threads=%d -> %d: %s parallel jobs share %s cores", cfg.threads, threads,
+                     job.get("parallel_jobs"), os.cpu_count())  # fmt: skip
+        results["threads"] = threads
+        torch.set_num_threads(threads)
         if cfg.keep_freed_memory:
             keep_freed_memory()
         dm = build_data(cfg)
-        logger = make_logger(cfg, out)
+        logger = make_logger(cfg, out, job)
         if timing == "after_fit":
             results.update(prune_after_fit(cfg, dm, out, logger))
         elif timing in ("at_init", "during"):
@@ -641,4 +705,5 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         if isinstance(logger, WandbLogger):
             import wandb
 
+            logger.experiment.summary.update(summary_values(results))
             wandb.finish(exit_code=0 if results["status"] == "ok" else 1)

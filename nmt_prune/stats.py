@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from nmt_prune.allocation import EMBEDDING_CLASSES, prunable_classes
 
@@ -50,3 +51,18 @@ def param_stats(model: nn.Module) -> dict:
     classes = model.weight_classes()
     names = [n for ns in prunable_classes(classes, shapes).values() for n in ns]
     return sparsity_report(model, names, classes)
+
+
+def max_pruned_abs(
+    model: nn.Module, masks: Mapping[str, Tensor], classes: Mapping[str, Iterable[str]]
+) -> dict:
+    """Per class, the largest |w| among the weights ``masks`` prune (call before applying them):
+    the x axis of See et al.'s Fig. 4 (change in perplexity vs the largest magnitude removed).
+    Classes with nothing pruned are left out."""
+    params = dict(model.named_parameters())
+    out = {}
+    for cls, names in classes.items():
+        vals = [params[n].detach()[~masks[n]].abs().max() for n in names if n in masks and (~masks[n]).any()]
+        if vals:
+            out[cls] = float(torch.stack(vals).max())
+    return out

@@ -33,23 +33,3 @@ def test_debug_fast_preset(tmp_path):
 def test_unknown_option_lists_choices(tmp_path):
     with pytest.raises(ConfigCompositionException, match="small"):
         make_cfg(tmp_path, "model=huge")
-
-
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml")))
-def test_sweep_presets_compose_and_sweep_real_keys(tmp_path, preset):
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from nmt_prune.experiment import validate_prune
-
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+sweep={preset}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    assert params, preset
-    groups = {p.name for p in (ROOT / "conf").iterdir() if p.is_dir()}
-    for key, values in params.items():
-        assert key in groups or OmegaConf.select(cfg, key, default="MISSING") != "MISSING", key
-        for v in str(values).split(","):  # every grid point is a valid job: validated, not run
-            job = make_cfg(tmp_path, f"+sweep={preset}", f"{key}={v}", "prune.pct=50")
-            if key != "prune.pct":
-                validate_prune(job)

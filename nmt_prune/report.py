@@ -1,0 +1,522 @@
+"""Sweep report: every job's results.json under a directory -> a table and the seed study's figures.
+
+    python -m nmt_prune.report multirun/2026-11-21/10-00-00     # or: make report SWEEP=...
+
+Writes, into ``<sweep>/report/`` (``--out`` to change): ``results.csv`` and ``results.md`` (one row
+per job, failed jobs listed with their error) and PNG figures, only those the sweep has data for
+(a figure without data is skipped with a note in results.md, never a crash):
+
+- ``bleu_vs_sparsity.png``: test BLEU vs sparsity, one line per method/scheme (median over
+  seeds), solid with retraining, dashed without (the ``pruned.*`` figures of the same jobs);
+- ``class_sparsity_pct<P>.png``: percentage pruned per weight class, per method/scheme, at P%;
+- ``class_sensitivity.png``: change in perplexity when one class alone is pruned (``prune.only``);
+- ``ppl_vs_magnitude.png``: that change vs the largest |w| removed from the class;
+- ``masks_<group>.png``: encoder and decoder matrices, pruned positions in black;
+- ``median_bleu_by_group.png``: median and range of test BLEU over seeds;
+- ``snip_by_init.png``, ``snip_by_fraction.png``: pruning at init by initialisation, SNIP by the
+  amount of data it scored on.
+
+When the jobs logged to W&B (``logger.name=wandb``) the figures and the table are logged to one
+more run, ``report``, in the sweep's group (``--no-wandb`` to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLUMNS = [
+    "job", "status", "error", "group", "method", "scheme", "pct", "timing", "schedule", "rewind",
+    "retrain_epochs",
+    "only", "init", "seed", "snip_fraction", "data_sentences", "sparsity", "test_bleu", "test_bleu_lc",
+    "test_ppl", "val_ppl", "pruned_test_bleu", "pruned_test_ppl", "dense_test_bleu", "dense_test_ppl",
+    "train_s", "prune_s", "saliency_s", "retrain_s",
+]  # fmt: skip
+#: columns of the markdown table (the csv has all)
+MD_COLUMNS = [
+    "group", "pct", "seed", "init", "sparsity", "pruned_test_bleu", "test_bleu", "test_bleu_lc",
+    "pruned_test_ppl", "test_ppl", "dense_test_bleu", "retrain_s", "job",
+]  # fmt: skip
+MASK_MATRICES = (
+    "encoder.weight_ih_l",
+    "encoder.weight_hh_l",
+    "decoder.{k}.weight_ih",
+    "decoder.{k}.weight_hh",
+)
+
+
+# --------------------------------------------------------------------------------- reading
+def _get(d: Any, *keys: str, default: Any = None) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def _overrides_dict(overrides: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for o in overrides or []:
+        if "=" in o:
+            k, v = o.split("=", 1)
+            out[k.lstrip("+~")] = v
+    return out
+
+
+def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
+    cfg = res.get("config") or {}
+    ov = _overrides_dict(res.get("overrides", []))
+    p = res.get("prune") or cfg.get("prune") or {}
+    pct = p.get("pct", ov.get("prune.pct", 0))
+    dense_job = res.get("status") == "ok" and res.get("prune") is None
+    row = {
+        "job": job,
+        "status": res.get("status", "unknown"),
+        "error": res.get("error", ""),
+        "method": "dense" if dense_job else p.get("method", ov.get("prune.method", "")),
+        "scheme": "" if dense_job else p.get("scheme", ov.get("prune.scheme", "")),
+        "pct": float(pct) if str(pct).replace(".", "", 1).isdigit() else pct,
+        "timing": p.get("timing", ""),
+        "schedule": p.get("schedule", "one_shot") if not dense_job else "",
+        "rewind": p.get("rewind", "none") if not dense_job else "",
+        "retrain_epochs": _get(p, "retrain", "epochs", default=""),
+        "only": p.get("only") or "",
+        "init": _get(cfg, "init", "scheme", default=ov.get("init", "")),
+        "seed": cfg.get("seed", ov.get("seed", "")),
+        "snip_fraction": _get(p, "snip", "fraction", default="") if p.get("method") == "snip" else "",
+        "data_sentences": _get(p, "data_used", "sentences", default=""),
+        "sparsity": res.get("sparsity"),
+        "test_bleu": res.get("test_bleu"),
+        "test_bleu_lc": res.get("test_bleu_lc"),
+        "test_ppl": res.get("test_ppl"),
+        "val_ppl": res.get("val_ppl"),
+        "pruned_test_bleu": _get(res, "pruned", "test_bleu"),
+        "pruned_test_ppl": _get(res, "pruned", "test_ppl"),
+        "dense_test_bleu": _get(res, "dense", "test_bleu"),
+        "dense_test_ppl": _get(res, "dense", "test_ppl"),
+        **{k: _get(res, "timings", k) for k in ("train_s", "prune_s", "saliency_s", "retrain_s")},
+    }
+    row["group"] = _label(row)
+    row["_res"] = res
+    return row
+
+
+def collect(root: Path) -> list[dict[str, Any]]:
+    """One row per job under ``root`` (any depth): each results.json, and each Hydra job directory
+    (``.hydra/``) without one, as a failed job (killed before it could write)."""
+    rows, seen = [], set()
+    for f in sorted(root.rglob("results.json")):
+        if "report" in f.relative_to(root).parts[:1]:
+            continue
+        try:
+            res = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            res = {"status": "failed", "error": f"unreadable results.json: {e}"}
+        job = str(f.parent.relative_to(root)) or "."
+        rows.append(_row(job, res))
+        seen.add(f.parent)
+    for h in sorted(root.rglob(".hydra")):
+        if h.parent not in seen and (h / "overrides.yaml").exists():
+            ov = [
+                ln[2:].strip()
+                for ln in (h / "overrides.yaml").read_text().splitlines()
+                if ln.startswith("- ")
+            ]
+            res = {"status": "failed", "error": "no results.json (the job was killed?)", "overrides": ov}
+            rows.append(_row(str(h.parent.relative_to(root)) or ".", res))
+    return rows
+
+
+# --------------------------------------------------------------------------------- tables
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1 and v != 0 else f"{v:.2f}"
+    return str(v)
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k) for k in COLUMNS})
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c)).replace("|", "/") for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(rows, path: Path, root: Path, figures: list[str], notes: list[str]) -> None:
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] != "ok"]
+    parts = [f"# Sweep report: {root}", "", f"{len(rows)} jobs: {len(ok)} ok, {len(failed)} failed.", ""]
+    parts += [
+        "BLEU: sacreBLEU, cased, detokenised (`test_bleu_lc`: lowercased); `pruned_*`: after pruning, "
+        "before retraining; `dense_*`: the dense model the job pruned; times in seconds.",
+        "",
+    ]
+    parts += [markdown_table(sorted(ok, key=_sort_key), MD_COLUMNS), ""]
+    if failed:
+        parts += ["## Failed jobs", "", markdown_table(failed, ["job", "status", "error"]), ""]
+    parts += ["## Figures", ""] + [f"- `{f}`" for f in figures]
+    if notes:
+        parts += ["", "Skipped:", ""] + [f"- {n}" for n in notes]
+    path.write_text("\n".join(parts) + "\n")
+
+
+def _sort_key(r: dict[str, Any]) -> tuple:
+    return (_label(r), r["pct"] if isinstance(r["pct"], (int, float)) else -1, str(r["seed"]), r["job"])
+
+
+# --------------------------------------------------------------------------------- figures
+def _label(r: dict[str, Any]) -> str:
+    """The line a job belongs to: method/scheme plus whatever else distinguishes it."""
+    if r["method"] == "dense":
+        return "dense"
+    parts = [str(r["method"]), str(r["scheme"])]
+    if r.get("timing") in ("at_init", "during"):
+        parts.append(r["timing"])
+    if r.get("schedule") not in ("", "one_shot", None):
+        parts.append(r["schedule"])
+    if r.get("rewind") not in ("", "none", None):
+        parts.append(f"rewind={r['rewind']}")
+    if r.get("only"):
+        parts.append(f"only={r['only']}")
+    return "/".join(parts)
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    vs = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    return statistics.median(vs) if vs else None
+
+
+def _finish(fig, ax, title: str, xlabel: str, ylabel: str, path: Path, legend: bool = True) -> None:
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _yscale(ax, values: list[float]) -> None:
+    """Log scale for changes spanning decades (all positive), symmetric log otherwise."""
+    vals = [v for v in values if v is not None]
+    if vals and min(vals) > 0:
+        ax.set_yscale("log")
+    elif vals and max(abs(v) for v in vals) > 10:
+        ax.set_yscale("symlog", linthresh=1.0)
+
+
+def _pruning_rows(rows):
+    return [r for r in rows if r["status"] == "ok" and r["method"] != "dense" and not r["only"]]
+
+
+def fig_bleu_vs_sparsity(rows, out: Path) -> list[str]:
+    jobs = _pruning_rows(rows)
+    if not jobs:
+        return ["bleu_vs_sparsity: no pruning jobs"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups: dict[str, list] = defaultdict(list)
+    for r in jobs:
+        groups[_label(r)].append(r)
+    for i, (label, rs) in enumerate(sorted(groups.items())):
+        color = f"C{i % 10}"
+        pcts = sorted({r["pct"] for r in rs})
+        after = [_median(r["test_bleu"] for r in rs if r["pct"] == p) for p in pcts]
+        after_fit = all(r["timing"] == "after_fit" for r in rs)
+        retrained = after_fit and any(r["retrain_epochs"] not in ("", 0) for r in rs)
+        ax.plot(pcts, after, "o-", color=color, label=f"{label} (retrained)" if retrained else label)
+        before = [_median(r["pruned_test_bleu"] for r in rs if r["pct"] == p) for p in pcts]
+        if retrained and any(b is not None for b in before):
+            ax.plot(pcts, before, "x--", color=color, label=f"{label} (no retraining)")
+    dense = _median(r["dense_test_bleu"] for r in jobs)
+    if dense is not None:
+        ax.axhline(dense, color="k", lw=0.8, ls=":", label=f"dense ({dense:.1f})")
+    xlabel = "sparsity (% of prunable weights pruned)"
+    _finish(fig, ax, "Test BLEU vs sparsity", xlabel, "test BLEU (sacreBLEU)", out / "bleu_vs_sparsity.png")
+    return ["bleu_vs_sparsity.png"]
+
+
+def fig_class_sparsity(rows, out: Path) -> list[str]:
+    jobs = [r for r in _pruning_rows(rows) if _get(r["_res"], "sparsity_by_class")]
+    if not jobs:
+        return ["class_sparsity: no jobs with per-class sparsity"]
+    written = []
+    for pct in sorted({r["pct"] for r in jobs}):
+        rs = [r for r in jobs if r["pct"] == pct]
+        groups: dict[str, list] = defaultdict(list)
+        for r in rs:
+            groups[_label(r)].append(r["_res"]["sparsity_by_class"])
+        classes = list(next(iter(groups.values()))[0])
+        fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(classes)), 4.5))
+        width = 0.8 / len(groups)
+        for i, (label, dicts) in enumerate(sorted(groups.items())):
+            vals = [100 * (_median(d.get(c) for d in dicts) or 0.0) for c in classes]
+            ax.bar([x + i * width for x in range(len(classes))], vals, width, label=label)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(classes))], classes, rotation=30, ha="right")
+        ax.axhline(pct, color="k", lw=0.8, ls=":", label=f"overall {pct:g}%")
+        name = f"class_sparsity_pct{pct:g}.png"
+        _finish(fig, ax, f"Percentage pruned per weight class at {pct:g}% sparsity", "weight class",
+                "pruned (% of the class)", out / name)  # fmt: skip
+        written.append(name)
+    return written
+
+
+def _sensitivity_rows(rows):
+    return [r for r in rows if r["status"] == "ok" and r["only"] and r["pruned_test_ppl"] is not None
+            and r["dense_test_ppl"] is not None]  # fmt: skip
+
+
+def fig_class_sensitivity(rows, out: Path) -> list[str]:
+    rs = _sensitivity_rows(rows)
+    if not rs:
+        return ["class_sensitivity: no jobs with prune.only (run +sweep=class_sensitivity)"]
+    classes = list(dict.fromkeys(r["only"] for r in rs))
+    pcts = sorted({r["pct"] for r in rs})
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(classes)), 4.5))
+    width = 0.8 / len(pcts)
+    for i, pct in enumerate(pcts):
+        vals = [
+            _median(
+                r["pruned_test_ppl"] - r["dense_test_ppl"] for r in rs if (r["only"], r["pct"]) == (c, pct)
+            )
+            for c in classes
+        ]
+        ax.bar([x + i * width for x in range(len(classes))], [v if v is not None else 0 for v in vals], width,
+               label=f"{pct:g}% of the class")  # fmt: skip
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(classes))], classes, rotation=30, ha="right")
+    _yscale(ax, [r["pruned_test_ppl"] - r["dense_test_ppl"] for r in rs])
+    _finish(fig, ax, "Change in perplexity when one class alone is pruned (no retraining)", "weight class",
+            "test perplexity change (pruned - dense)", out / "class_sensitivity.png")  # fmt: skip
+    return ["class_sensitivity.png"]
+
+
+def fig_ppl_vs_magnitude(rows, out: Path) -> list[str]:
+    rs = [
+        r for r in _sensitivity_rows(rows) if _get(r["_res"], "prune", "max_pruned_abs_by_class", r["only"])
+    ]
+    if not rs:
+        return ["ppl_vs_magnitude: no prune.only jobs recording the largest |w| removed"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, cls in enumerate(dict.fromkeys(r["only"] for r in rs)):
+        pts = sorted(
+            (r["_res"]["prune"]["max_pruned_abs_by_class"][cls], r["pruned_test_ppl"] - r["dense_test_ppl"])
+            for r in rs
+            if r["only"] == cls
+        )
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i % 10}", label=cls)
+    _yscale(ax, [r["pruned_test_ppl"] - r["dense_test_ppl"] for r in rs])
+    _finish(fig, ax, "Perplexity change vs the largest weight removed, per class",
+            "largest |w| removed from the class", "test perplexity change (pruned - dense)",
+            out / "ppl_vs_magnitude.png")  # fmt: skip
+    return ["ppl_vs_magnitude.png"]
+
+
+def fig_masks(rows, out: Path, max_figures: int = 6) -> list[str]:
+    from callbacks.masking import masks_from_checkpoint
+
+    jobs = [r for r in _pruning_rows(rows) if r["_res"].get("checkpoint")]
+    best: dict[str, dict] = {}
+    for r in jobs:  # per group, its most pruned job
+        if _label(r) not in best or r["pct"] > best[_label(r)]["pct"]:
+            best[_label(r)] = r
+    written, notes = [], []
+    for label, r in sorted(best.items())[:max_figures]:
+        ckpt = Path(r["_res"]["checkpoint"])
+        if not ckpt.is_file():
+            notes.append(f"masks {label}: checkpoint {ckpt} not found")
+            continue
+        masks = masks_from_checkpoint(str(ckpt))
+        if masks is None:
+            notes.append(f"masks {label}: no masks in {ckpt}")
+            continue
+        names = [n for n in masks.masks if n.startswith(("encoder.weight", "decoder.")) and "weight" in n]
+        if not names:
+            notes.append(f"masks {label}: no encoder/decoder matrices were pruned")
+            continue
+        cols = 4
+        nrows = math.ceil(len(names) / cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 3.0 * nrows), squeeze=False)
+        for ax, n in zip(axes.flat, names):
+            m = masks.masks[n]
+            ax.imshow(
+                (~m).float().numpy(), cmap="Greys", aspect="auto", interpolation="nearest", vmin=0, vmax=1
+            )
+            ax.set_title(f"{n}\n{100 * float((~m).float().mean()):.1f}% pruned", fontsize=8)
+            ax.set_xlabel("input unit", fontsize=7)
+            ax.set_ylabel("output unit (gates i,f,g,o)", fontsize=7)
+            ax.tick_params(labelsize=6)
+        for ax in list(axes.flat)[len(names) :]:
+            ax.axis("off")
+        fig.suptitle(f"Pruned positions (black), {label} at {r['pct']:g}%")
+        fig.tight_layout()
+        name = "masks_" + "".join(c if c.isalnum() else "_" for c in label) + ".png"
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        written.append(name)
+    if not best:
+        notes.append("masks: no pruning job with a checkpoint")
+    return written + notes
+
+
+def fig_median_over_seeds(rows, out: Path) -> list[str]:
+    jobs = _pruning_rows(rows)
+    cells: dict[tuple, list] = defaultdict(list)
+    for r in jobs:
+        cells[(_label(r), r["pct"])].append(r)
+    multi = {k: v for k, v in cells.items() if len({r["seed"] for r in v}) >= 2}
+    if not multi:
+        return ["median_bleu_by_group: fewer than 2 seeds per job (add seed=1,2,3 to the sweep)"]
+    labels = sorted({k[0] for k in multi})
+    pcts = sorted({k[1] for k in multi})
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        xs, med, lo, hi = [], [], [], []
+        for j, pct in enumerate(pcts):
+            vals = [r["test_bleu"] for r in multi.get((label, pct), []) if r["test_bleu"] is not None]
+            if vals:
+                m = statistics.median(vals)
+                xs.append(j + i * width)
+                med.append(m)
+                lo.append(m - min(vals))
+                hi.append(max(vals) - m)
+        ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(pcts))], [f"{p:g}%" for p in pcts])
+    _finish(fig, ax, "Median test BLEU over seeds (bars: min-max)", "sparsity", "test BLEU",
+            out / "median_bleu_by_group.png")  # fmt: skip
+    return ["median_bleu_by_group.png"]
+
+
+def fig_snip_by_init(rows, out: Path) -> list[str]:
+    rs = [r for r in rows if r["status"] == "ok" and r["timing"] == "at_init" and r["test_bleu"] is not None]
+    inits = sorted({r["init"] for r in rs})
+    if len(inits) < 2:
+        return ["snip_by_init: pruning-at-init jobs with fewer than 2 initialisations"]
+    groups = sorted({(r["method"], r["pct"]) for r in rs})
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(inits)), 4.5))
+    width = 0.8 / len(groups)
+    for i, (method, pct) in enumerate(groups):
+        vals = [
+            _median(r["test_bleu"] for r in rs if (r["method"], r["pct"], r["init"]) == (method, pct, init))
+            for init in inits
+        ]
+        ax.bar(
+            [x + i * width for x in range(len(inits))],
+            [v or 0 for v in vals],
+            width,
+            label=f"{method} {pct:g}%",
+        )
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(inits))], inits, rotation=20, ha="right")
+    _finish(fig, ax, "Pruning at initialisation: test BLEU by initialisation", "initialisation", "test BLEU",
+            out / "snip_by_init.png")  # fmt: skip
+    return ["snip_by_init.png"]
+
+
+def fig_snip_by_fraction(rows, out: Path) -> list[str]:
+    rs = [
+        r
+        for r in rows
+        if r["status"] == "ok" and r["method"] == "snip" and r["data_sentences"] not in ("", None)
+    ]
+    if len({r["data_sentences"] for r in rs}) < 2:
+        return ["snip_by_fraction: SNIP jobs with fewer than 2 data amounts"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (init, pct) in enumerate(sorted({(r["init"], r["pct"]) for r in rs})):
+        cell = [r for r in rs if (r["init"], r["pct"]) == (init, pct)]
+        xs = sorted({r["data_sentences"] for r in cell})
+        ys = [_median(r["test_bleu"] for r in cell if r["data_sentences"] == x) for x in xs]
+        ax.plot(xs, ys, "o-", color=f"C{i % 10}", label=f"{init}, {pct:g}% (median over seeds)")
+    ax.set_xscale("log")
+    _finish(fig, ax, "SNIP: test BLEU by the data it scored on", "training sentences scored (log scale)",
+            "test BLEU", out / "snip_by_fraction.png")  # fmt: skip
+    return ["snip_by_fraction.png"]
+
+
+FIGURES: list[Callable[..., list[str]]] = [
+    fig_bleu_vs_sparsity, fig_class_sparsity, fig_class_sensitivity, fig_ppl_vs_magnitude, fig_masks,
+    fig_median_over_seeds, fig_snip_by_init, fig_snip_by_fraction,
+]  # fmt: skip
+
+
+def make_report(root: Path, out: Path | None = None, use_wandb: bool | None = None) -> dict[str, Any]:
+    """Write the tables and figures of the sweep under ``root``; returns what was written."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"SWEEP={root} is not a directory")
+    rows = collect(root)
+    if not rows:
+        raise FileNotFoundError(f"no results.json under {root}: not a sweep directory (or no job has run)")
+    out = Path(out) if out else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    figures, notes = [], []
+    for fn in FIGURES:  # each returns the files it wrote (*.png) and notes on what it skipped
+        for item in fn(rows, out):
+            (figures if item.endswith(".png") else notes).append(item)
+    write_csv(rows, out / "results.csv")
+    write_markdown(rows, out / "results.md", root, figures, notes)
+    if use_wandb is None:
+        use_wandb = any(_get(r["_res"], "config", "logger", "name") == "wandb" for r in rows)
+    if use_wandb:
+        _log_wandb(rows, out, figures, root)
+    return {"rows": len(rows), "failed": sum(r["status"] != "ok" for r in rows), "figures": figures,
+            "notes": notes, "out": str(out)}  # fmt: skip
+
+
+def _log_wandb(rows, out: Path, figures: list[str], root: Path) -> None:
+    import wandb
+
+    from nmt_prune.experiment import _wandb_mode
+
+    project = next(
+        (_get(r["_res"], "config", "logger", "project") for r in rows if r["_res"].get("config")), None
+    )
+    run = wandb.init(project=project or "nmt-prune", group=str(root), name="report", job_type="report",
+                     dir=str(out), mode=_wandb_mode())  # fmt: skip
+    try:
+        run.log(
+            {"results": wandb.Table(columns=COLUMNS, data=[[_fmt(r.get(c)) for c in COLUMNS] for r in rows])}
+        )
+        run.log({f.removesuffix(".png"): wandb.Image(str(out / f)) for f in figures})
+    finally:
+        run.finish()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description="Tables and figures from a sweep directory of results.json files."
+    )
+    ap.add_argument("sweep", type=Path, help="a sweep directory (e.g. multirun/2026-11-21/10-00-00)")
+    ap.add_argument("--out", type=Path, default=None, help="output directory (default: SWEEP/report)")
+    ap.add_argument("--no-wandb", action="store_true", help="do not log the report to W&B")
+    args = ap.parse_args(argv)
+    info = make_report(args.sweep, args.out, use_wandb=False if args.no_wandb else None)
+    print(f"{info['rows']} jobs ({info['failed']} failed) -> {info['out']}: results.csv, results.md, "
+          f"{len(info['figures'])} figures")  # fmt: skip
+    for n in info["notes"]:
+        print(f"  skipped {n}")
+
+
+if __name__ == "__main__":
+    main()

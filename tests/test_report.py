@@ -1,0 +1,131 @@
+"""The sweep report on a directory of results.json files written here: tables, every figure."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from callbacks.masking import STATE_KEY
+from nmt_prune.report import collect, main, make_report
+
+CLASSES = ["src_embed", "tgt_embed", "encoder.layer0", "encoder.layer1", "decoder.layer0", "decoder.layer1",
+           "attention", "softmax"]  # fmt: skip
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _job(root: Path, name: str, **kw) -> None:
+    d = root / name
+    d.mkdir(parents=True)
+    pct, method, scheme = kw.get("pct", 50), kw.get("method", "magnitude"), kw.get("scheme", "blind")
+    timing = kw.get("timing", "after_fit")
+    g = torch.Generator().manual_seed(len(name))
+    prune = {"method": method, "scheme": scheme, "pct": pct, "timing": timing, "schedule": "one_shot",
+             "rewind": "none", "retrain": {"epochs": kw.get("epochs", 2)}, "only": kw.get("only"),
+             "snip": {"fraction": kw.get("fraction", 1)},
+             "data_used": {"sentences": 64 * kw.get("fraction", 1)} if method == "snip" else {},
+             "max_pruned_abs_by_class": {c: 0.001 * pct for c in CLASSES}}  # fmt: skip
+    bleu = 30 - pct / 5 + float(torch.rand(1, generator=g))
+    res = {
+        "status": "ok", "overrides": [f"prune.pct={pct}"],
+        "config": {"seed": kw.get("seed", 1), "init": {"scheme": kw.get("init", "uniform")},
+                   "logger": {"name": "none"}, "prune": prune},
+        "prune": prune, "sparsity": pct / 100,
+        "sparsity_by_class": {c: pct / 100 + 0.01 * i for i, c in enumerate(CLASSES)},
+        "test_bleu": bleu, "test_bleu_lc": bleu + 0.3, "test_ppl": 5 + pct / 10, "val_ppl": 5 + pct / 10,
+        "pruned": {"test_bleu": bleu - 5, "test_ppl": 6 + pct}, "dense": {"test_bleu": 31.0, "test_ppl": 5.2},
+        "timings": {"train_s": 0, "prune_s": 1.0, "saliency_s": 0.5, "retrain_s": 200.0},
+    }  # fmt: skip
+    if kw.get("ckpt"):
+        masks = {"encoder.weight_ih_l0": torch.rand(16, 8, generator=g) > pct / 100,
+                 "decoder.0.weight_hh": torch.rand(16, 4, generator=g) > pct / 100}  # fmt: skip
+        torch.save({"callbacks": {STATE_KEY: {"masks": masks}}}, d / "best.ckpt")
+        res["checkpoint"] = str(d / "best.ckpt")
+    (d / "results.json").write_text(json.dumps(res))
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "sweep"
+    for scheme in ("blind", "uniform", "distribution"):
+        for pct in (50, 80, 90):
+            for seed in (1, 2):
+                _job(root, f"schemes/{scheme}-{pct}-s{seed}", scheme=scheme, pct=pct, seed=seed, ckpt=True)
+    for cls in ("softmax", "attention", "encoder.layer0"):
+        for pct in (30, 60, 90):
+            _job(root, f"sens/{cls}-{pct}", only=cls, pct=pct, epochs=0)
+    for method in ("snip", "random"):
+        for init in ("uniform", "xavier_uniform"):
+            _job(root, f"init/{method}-{init}", method=method, init=init, pct=90, timing="at_init")
+    for frac in (1, 4, 16):
+        _job(root, f"frac/snip-{frac}", method="snip", fraction=frac, pct=90, timing="at_init")
+    failed = root / "schemes" / "broken"
+    failed.mkdir()
+    res = {
+        "status": "failed",
+        "overrides": ["prune.pct=100"],
+        "error": "ValueError: prune.pct=100; must be ...",
+    }
+    (failed / "results.json").write_text(json.dumps(res))
+    killed = root / "schemes" / "killed" / ".hydra"
+    killed.mkdir(parents=True)
+    (killed / "overrides.yaml").write_text("- prune.pct=95\n")
+    return root
+
+
+def test_report_writes_tables_and_every_figure(sweep):
+    info = make_report(sweep, use_wandb=False)
+    out = sweep / "report"
+    assert info["rows"] == 18 + 9 + 4 + 3 + 2 and info["failed"] == 2
+    expected = ["bleu_vs_sparsity.png", "class_sensitivity.png", "ppl_vs_magnitude.png",
+                "median_bleu_by_group.png", "snip_by_init.png", "snip_by_fraction.png",
+                "class_sparsity_pct50.png", "class_sparsity_pct90.png", "masks_magnitude_blind.png",
+                "masks_magnitude_uniform.png"]  # fmt: skip
+    for name in expected:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, name
+        assert name in info["figures"]
+    assert info["notes"] == []  # this sweep has data for every figure
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == info["rows"] and {"job", "status", "test_bleu", "pruned_test_bleu"} <= set(rows[0])
+    md = (out / "results.md").read_text()
+    failed = md.split("## Failed jobs")[1]
+    assert "prune.pct=100" in failed and "killed" in failed and "no results.json" in failed
+    assert md.count("| magnitude/blind |") == 6  # one table row per job
+
+
+def test_missing_data_skips_figures_with_a_note(tmp_path, capsys):
+    _job(tmp_path / "s", "only-one", pct=80)
+    main([str(tmp_path / "s"), "--no-wandb"])
+    printed = capsys.readouterr().out
+    assert "1 jobs (0 failed)" in printed and "skipped class_sensitivity" in printed
+    assert (tmp_path / "s" / "report" / "bleu_vs_sparsity.png").read_bytes().startswith(PNG)
+    assert not (tmp_path / "s" / "report" / "snip_by_init.png").exists()
+    assert "Skipped:" in (tmp_path / "s" / "report" / "results.md").read_text()
+
+
+def test_report_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        make_report(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no results.json"):
+        make_report(tmp_path)
+
+
+def test_collect_reads_any_depth_and_skips_its_own_output(sweep):
+    make_report(sweep, use_wandb=False)
+    (sweep / "report" / "results.json").write_text("{}")  # nothing under report/ is a job
+    assert len(collect(sweep)) == 36
+
+
+def test_report_logs_figures_and_table_to_wandb_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    for pct in (50, 80):
+        _job(tmp_path / "s", f"j{pct}", pct=pct)
+    info = make_report(tmp_path / "s", use_wandb=True)
+    runs = list((tmp_path / "s" / "report" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and "bleu_vs_sparsity.png" in info["figures"]
+    record = next(runs[0].glob("run-*.wandb")).read_bytes()
+    assert b"bleu_vs_sparsity" in record and b"results" in record

@@ -1,0 +1,142 @@
+"""Sweep presets, launchers, W&B sweep files: every grid composes, has no duplicate jobs, and runs."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from nmt_prune.experiment import validate_prune
+from nmt_prune.report import make_report
+from tests.conftest import ROOT, make_cfg
+from tests.test_prune_run import TINY
+
+PRESETS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
+#: jobs per preset (the product of its grid)
+EXPECTED_JOBS = {
+    "schemes": 27, "random_vs_magnitude": 12, "retrain_vs_scratch": 18, "obd": 6, "snip_random": 8,
+    "snip_init": 30, "snip_fraction": 10, "extreme": 15, "class_sensitivity": 40, "schedules": 12,
+}  # fmt: skip
+
+
+def _grid(preset: str) -> list[list[str]]:
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+sweep={preset}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    axes = [[f"{k}={v.strip()}" for v in str(vals).split(",")] for k, vals in params.items()]
+    return [list(job) for job in itertools.product(*axes)]
+
+
+def _meaning(cfg) -> str:
+    """What a job computes: its config without the keys that mean nothing for it."""
+    c = OmegaConf.to_container(cfg, resolve=False)
+    p = c["prune"]
+    timing = validate_prune(cfg)
+    if p["method"] != "snip":
+        p.pop("snip")
+    if p["method"] != "obd":
+        p.pop("obd")
+    if p["method"] != "random":
+        p.pop("seed")
+    if timing == "at_init" or p["rewind"] != "none":
+        p.pop("retrain")
+    if p["schedule"] != "iterative":
+        p.pop("iterative")
+    for k in ("gradual", "linear"):
+        if p["schedule"] != k:
+            p.pop(k)
+    c.pop("paths")
+    return json.dumps(c, sort_keys=True, default=str)
+
+
+def test_every_preset_is_tested():
+    assert set(PRESETS) == set(EXPECTED_JOBS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_composes_and_expands_to_distinct_valid_jobs(tmp_path, preset):
+    jobs = _grid(preset)
+    assert len(jobs) == EXPECTED_JOBS[preset]
+    meanings = set()
+    for job in jobs:
+        cfg = make_cfg(tmp_path, f"+sweep={preset}", *job)
+        for o in job:  # every swept key is a real key (or config group) of the composed config
+            key, value = o.split("=", 1)
+            assert key in {"init"} or str(OmegaConf.select(cfg, key)) == value, (preset, o)
+        meanings.add(_meaning(cfg))  # validates the job, as run.py would, before any work
+    assert len(meanings) == len(jobs), f"{preset}: {len(jobs) - len(meanings)} duplicate jobs"
+
+
+def test_seeds_multiply_any_preset(tmp_path):
+    for seed in (1, 2, 3):
+        assert make_cfg(tmp_path, "+sweep=schemes", f"seed={seed}").seed == seed
+
+
+def test_slurm_launcher_config_composes():
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        overrides = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=2"]
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 2, 240)
+
+
+def test_job_directories_are_named_after_their_overrides():
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True)
+    assert OmegaConf.to_container(cfg.hydra.sweep)["subdir"] == "${hydra.job.override_dirname}"
+    assert {"paths.cache_dir", "threads", "data.root"} <= set(
+        cfg.hydra.job.config.override_dirname.exclude_keys
+    )
+
+
+def test_wandb_sweep_files_are_current_and_name_real_keys(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "nmt_prune.wandb_sweeps", "--check"], cwd=ROOT,
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    for f in sorted((ROOT / "sweeps").glob("*.yaml")):
+        d = yaml.safe_load(f.read_text())
+        assert d["command"] == ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"], f.name
+        assert d["program"] == "run.py" and d["parameters"]["+sweep"]["value"] == f.stem
+        for key, spec in d["parameters"].items():
+            for v in spec.get("values", [spec.get("value")]):
+                cfg = make_cfg(tmp_path, f"{key}={v}")  # composes: the key exists, the value parses
+                if not key.startswith("+") and key != "init":
+                    assert OmegaConf.select(cfg, key) == v, (f.name, key, v)
+
+
+def test_joblib_sweep_shares_one_baseline_and_survives_a_failed_job(tmp_path):
+    """Two parallel jobs and a job that fails: the others finish, the report lists the failure."""
+    sweep = tmp_path / "multirun"
+    p = subprocess.run(
+        [sys.executable, "run.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+         "prune.pct=50,80,100", *[o for o in TINY if o != "threads=1"], f"hydra.sweep.dir={sweep}",
+         f"paths.cache_dir={tmp_path / 'cache'}"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"},
+    )  # fmt: skip
+    assert p.returncode != 0  # the multirun reports the failed job ...
+    results = {}
+    for f in sweep.glob("*/results.json"):
+        assert "prune.pct=" in f.parent.name and "paths.cache_dir" not in f.parent.name  # named by overrides
+        res = json.loads(f.read_text())
+        results[res["config"]["prune"]["pct"]] = res
+    assert set(results) == {50, 80, 100}  # ... after running the others
+    ok = [r for r in results.values() if r["status"] == "ok"]
+    assert len(ok) == 2 and results[100]["status"] == "failed"
+    assert "prune.pct=100" in results[100]["error"]
+    assert sum(r["dense"]["trained_here"] for r in ok) == 1  # one dense training for the sweep
+    assert len(list((tmp_path / "cache" / "dense").glob("*/best.ckpt"))) == 1
+    assert all(
+        r["threads"] == max(1, min(2, (os.cpu_count() or 1) // 2)) for r in ok
+    )  # 2 jobs share the cores
+    info = make_report(sweep, use_wandb=False)
+    assert info["rows"] == 3 and info["failed"] == 1
+    md = (sweep / "report" / "results.md").read_text()
+    assert "## Failed jobs" in md and "prune.pct=100" in md.split("## Failed jobs")[1]
