@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -359,18 +360,23 @@ def fig_masks(rows, out: Path, max_figures: int = 6) -> list[str]:
         nrows = math.ceil(len(names) / cols)
         fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 3.0 * nrows), squeeze=False)
         for ax, n in zip(axes.flat, names):
-            m = masks.masks[n]
-            ax.imshow(
-                (~m).float().numpy(), cmap="Greys", aspect="auto", interpolation="nearest", vmin=0, vmax=1
+            pruned = (~masks.masks[n]).float()
+            # at most 256 x 256 cells, each the fraction pruned of its block: downsampling for the
+            # screen must neither drop positions (nearest) nor invent them
+            size = [min(256, d) for d in pruned.shape]
+            cells = torch.nn.functional.adaptive_avg_pool2d(pruned[None, None], size)[0, 0]
+            im = ax.imshow(
+                cells.numpy(), cmap="Greys", aspect="auto", interpolation="nearest", vmin=0, vmax=1
             )
-            ax.set_title(f"{n}\n{100 * float((~m).float().mean()):.1f}% pruned", fontsize=8)
+            ax.set_title(f"{n}\n{100 * float(pruned.mean()):.1f}% pruned", fontsize=8)
             ax.set_xlabel("input unit", fontsize=7)
             ax.set_ylabel("output unit (gates i,f,g,o)", fontsize=7)
             ax.tick_params(labelsize=6)
         for ax in list(axes.flat)[len(names) :]:
             ax.axis("off")
-        fig.suptitle(f"Pruned positions (black), {label} at {r['pct']:g}%")
+        fig.suptitle(f"Pruned positions, {label} at {r['pct']:g}%")
         fig.tight_layout()
+        fig.colorbar(im, ax=axes, shrink=0.6, label="fraction pruned (black: all)")
         name = "masks_" + "".join(c if c.isalnum() else "_" for c in label) + ".png"
         fig.savefig(out / name, dpi=100)
         plt.close(fig)
