@@ -554,6 +554,8 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     largest_removed = max_pruned_abs(module.model, masks.masks, module.model.weight_classes())
     masks.apply(module.model)
     prune_s = time.perf_counter() - t0
+    log.info("pruned %s/%s %g%%: %d of %d prunable weights, %.1f s (scoring %.1f s)", p.method, p.scheme,
+             p.pct, masks.n_pruned(), masks.n_masked(), prune_s, pruner.saliency_s)  # fmt: skip
     pruner.log_sparsity(ev_trainer, module)
     pruned = _evaluate(ev_trainer, module, dm, None)
     eval_s = pruned.pop("eval_s")
