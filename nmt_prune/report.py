@@ -141,11 +141,13 @@ def collect(root: Path) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------- tables
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, column: str = "") -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1 and v != 0 else f"{v:.2f}"
+        if column == "sparsity":
+            return f"{v:.4f}"
+        return f"{v:g}" if column == "pct" else f"{v:.2f}"
     return str(v)
 
 
@@ -160,7 +162,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(c)).replace("|", "/") for c in columns) + " |")
+        lines.append("| " + " | ".join(_fmt(r.get(c), c).replace("|", "/") for c in columns) + " |")
     return "\n".join(lines)
 
 
