@@ -249,10 +249,12 @@ def fig_bleu_vs_sparsity(rows, out: Path) -> list[str]:
         after = [_median(r["test_bleu"] for r in rs if r["pct"] == p) for p in pcts]
         after_fit = all(r["timing"] == "after_fit" for r in rs)
         retrained = after_fit and any(r["retrain_epochs"] not in ("", 0) for r in rs)
-        ax.plot(pcts, after, "o-", color=color, label=f"{label} (retrained)" if retrained else label)
+        marker = "osD^vP*"[i % 7]  # lines that coincide stay visible
+        name = f"{label} (retrained)" if retrained else label
+        ax.plot(pcts, after, marker + "-", color=color, mfc="none", label=name)
         before = [_median(r["pruned_test_bleu"] for r in rs if r["pct"] == p) for p in pcts]
         if retrained and any(b is not None for b in before):
-            ax.plot(pcts, before, "x--", color=color, label=f"{label} (no retraining)")
+            ax.plot(pcts, before, marker + "--", color=color, mfc="none", label=f"{label} (no retraining)")
     dense = _median(r["dense_test_bleu"] for r in jobs)
     if dense is not None:
         ax.axhline(dense, color="k", lw=0.8, ls=":", label=f"dense ({dense:.1f})")
@@ -367,9 +369,9 @@ def fig_masks(rows, out: Path, max_figures: int = 6) -> list[str]:
             # screen must neither drop positions (nearest) nor invent them
             size = [min(256, d) for d in pruned.shape]
             cells = torch.nn.functional.adaptive_avg_pool2d(pruned[None, None], size)[0, 0]
-            im = ax.imshow(
-                cells.numpy(), cmap="Greys", aspect="auto", interpolation="nearest", vmin=0, vmax=1
-            )
+            rows, cols = pruned.shape  # axes in real row / column indices, whatever the pooling
+            im = ax.imshow(cells.numpy(), cmap="Greys", aspect="auto", interpolation="nearest",
+                           vmin=0, vmax=1, extent=(0, cols, rows, 0))  # fmt: skip
             ax.set_title(f"{n}\n{100 * float(pruned.mean()):.1f}% pruned", fontsize=8)
             ax.set_xlabel("input unit", fontsize=7)
             ax.set_ylabel("output unit (gates i,f,g,o)", fontsize=7)
