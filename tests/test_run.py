@@ -118,4 +118,4 @@ def test_default_job_learns_the_toy_task(tmp_path):
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["status"] == "ok" and len(res["history"]) == 8
     assert res["test_bleu"] > 90  # measured 100.0 (seed 1) and 95.2 (seed 2; README); untrained: < 10
-    assert res["history"][-1]["val_ppl"] < res["history"][0]["val_ppl"] / 3
+    assert res["history"][-1]["val_ppl"] < 1.5  # a deterministic task, learnt: measured 1.11-1.14
