@@ -341,7 +341,7 @@ def validate_prune(cfg: DictConfig) -> str | None:
         for key, bad_value in (("baseline", bool(p.baseline)), ("rewind", p.rewind != "none")):
             if bad_value:
                 raise ValueError(f"prune.{key}={p[key]!r} with prune.timing={timing} (method {p.method}): "
-                                 f"pruning at init trains from the initialisation; {key} applies "
+                                 f"this timing trains from the initialisation; {key} applies "
                                  f"to pruning after fit")  # fmt: skip
     if p.baseline:
         if not Path(p.baseline).is_file():

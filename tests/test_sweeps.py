@@ -140,3 +140,19 @@ def test_joblib_sweep_shares_one_baseline_and_survives_a_failed_job(tmp_path):
     assert info["rows"] == 3 and info["failed"] == 1
     md = (sweep / "report" / "results.md").read_text()
     assert "## Failed jobs" in md and "prune.pct=100" in md.split("## Failed jobs")[1]
+
+
+def test_wandb_run_is_named_by_overrides_and_grouped_by_sweep(tmp_path):
+    from nmt_prune.experiment import make_logger
+
+    cfg = make_cfg(tmp_path, "logger=wandb")
+    job = {
+        "multirun": True,
+        "sweep_dir": "multirun/2026-11-21/10-00-00",
+        "name": "prune.pct=80,prune.scheme=blind",
+    }
+    init = make_logger(cfg, tmp_path, job)._wandb_init  # the run is created lazily: nothing starts here
+    assert (init["name"], init["group"]) == (job["name"], job["sweep_dir"])
+    assert init["config"]["prune"]["pct"] == 0 and isinstance(init["config"], dict)
+    init = make_logger(make_cfg(tmp_path, "logger=wandb", "logger.group=mine"), tmp_path, job)._wandb_init
+    assert init["group"] == "mine"
