@@ -7,8 +7,10 @@ weights, for lottery-ticket rewinding), ``results.json`` (the dense figures) and
 ``config.yaml`` (the keyed config, for humans).
 
 A file lock (``<key>.lock``) makes parallel jobs wait for one training instead of each running
-their own. The entry is built in a temporary directory and renamed into place when complete, so
-a killed job never leaves a half-written checkpoint that another job could pick up.
+their own. The entry is built in ``.<key>.partial`` and renamed into place when complete, so a
+killed job never leaves a half-written entry that another job could pick up; the next job that
+needs the entry resumes that training from its ``last.ckpt`` (a long dense training survives
+the end of a session) or, if there is none that loads, starts it over.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
+
+from nmt_prune.resume import loadable
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +62,9 @@ def cache_key(cfg: DictConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def obtain(cfg: DictConfig, train: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-    """The dense baseline for ``cfg``: from the cache, or trained now by ``train(out_dir)``.
+def obtain(cfg: DictConfig, train: Callable[[Path, str | None], dict[str, Any]]) -> dict[str, Any]:
+    """The dense baseline for ``cfg``: from the cache, or trained now by ``train(out_dir, resume)``
+    (``resume``: a checkpoint of an earlier, killed attempt to continue from, or None).
 
     ``train`` must write ``checkpoints/best.ckpt`` and ``theta0.pt`` under
     ``out_dir`` and return the dense results dict. Returns that dict (read back from the cache)
@@ -73,18 +78,24 @@ def obtain(cfg: DictConfig, train: Callable[[Path], dict[str, Any]]) -> dict[str
     trained_here = False
     with FileLock(str(root / f"{key}.lock")):
         if not (final / "results.json").is_file():
-            for stale in root.glob(f".{key}.tmp-*"):  # left by a killed job; we hold the lock
+            for stale in root.glob(f".{key}.tmp-*"):  # older naming of a killed job's dir; we hold the lock
                 shutil.rmtree(stale, ignore_errors=True)
-            tmp = root / f".{key}.tmp-{os.getpid()}"
-            tmp.mkdir()
-            log.info("dense baseline %s not cached: training it in %s", key, tmp)
+            tmp = root / f".{key}.partial"
+            last = tmp / "checkpoints" / "last.ckpt"
+            resume_from = str(last) if last.is_file() and loadable(last) else None
+            if resume_from:
+                log.info("dense baseline %s: resuming a killed training from %s", key, resume_from)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir()
+                log.info("dense baseline %s not cached: training it in %s", key, tmp)
             try:
-                res = train(tmp)
+                res = train(tmp, resume_from)
                 if res.get("status") != "ok":
                     raise RuntimeError(f"dense baseline training failed: {res.get('error')}")
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)  # the next job starts clean
-                raise
+            except Exception:
+                shutil.rmtree(tmp, ignore_errors=True)  # a failed training: the next job starts clean
+                raise  # interrupted (KeyboardInterrupt, SIGTERM): kept, the next job resumes it
             best = Path(res["checkpoint"])
             shutil.copyfile(best, tmp / "best.ckpt")
             shutil.rmtree(tmp / "checkpoints")  # last.ckpt etc.: not needed, large

@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from callbacks.convergence import Convergence, stop_record
 from callbacks.masking import (
     PruneAfterFit,
     PruneAtInit,
@@ -30,11 +31,11 @@ from callbacks.masking import (
     han_dropout_rates,
     masks_from_checkpoint,
 )
-from nmt_prune import baseline, saliency, schedules
+from nmt_prune import baseline, resume, saliency, schedules
 from nmt_prune.allocation import EMBEDDING_CLASSES, SCHEMES
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
 from nmt_prune.model import init_weights
-from nmt_prune.module import NMTModule
+from nmt_prune.module import CONVERGENCE_RULES, NMTModule
 from nmt_prune.runtime import keep_freed_memory
 from nmt_prune.stats import max_pruned_abs, param_stats
 
@@ -44,6 +45,8 @@ PRUNE_TIMINGS = ("auto", "after_fit", "at_init", "during")
 #: what prune.timing=auto means for each criterion (SNIP is defined at initialisation)
 DEFAULT_TIMING = {"snip": "at_init", "magnitude": "after_fit", "random": "after_fit", "obd": "after_fit"}
 REWINDS = ("none", "init", "reinit")
+#: prune.retrain.until: a fixed number of epochs, or until the convergence rule stops it
+RETRAIN_UNTIL = ("epochs", "converged")
 #: rewind=reinit draws theta_0' from the run's seed plus this (never equal to the original theta_0)
 REINIT_SEED_OFFSET = 1_000_003
 
@@ -94,7 +97,7 @@ def summary_values(results: dict[str, Any]) -> dict[str, Any]:
 
     for key in ("status", "error", "prune", "sparsity", "sparsity_no_embed", "sparsity_by_class", "val_ppl",
                 "val_bleu", "test_ppl", "test_bleu", "test_bleu_lc", "test_bleu_tok_lc", "pruned", "dense",
-                "timings", "params"):  # fmt: skip
+                "timings", "params", "training", "dead"):  # fmt: skip
         if key in results:
             walk(key, results[key])
     return flat
@@ -173,6 +176,10 @@ def _trainer(
         save_last=True, auto_insert_metric_name=False,
     )  # fmt: skip
     callbacks = [ckpt, *(callbacks or [])]
+    sched = cfg.lr_schedule
+    if sched.name in CONVERGENCE_RULES:
+        settings = {k: sched[k] for k in ("patience", "factor", "max_halvings") if k in sched}
+        callbacks.append(Convergence(sched.name, monitor, **settings))
     progress = bool(cfg.trainer.get("enable_progress_bar", True)) and sys.stdout.isatty()
     if progress:
         callbacks.append(RichProgressBar())
@@ -180,6 +187,12 @@ def _trainer(
     kwargs.update(overrides)
     return pl.Trainer(default_root_dir=str(out), logger=logger, callbacks=callbacks,
                       enable_progress_bar=progress, **kwargs)  # fmt: skip
+
+
+def _training(trainer: pl.Trainer) -> dict[str, Any]:
+    """results.json ``training``: the epochs a fit ran and why it stopped."""
+    rule = next((c for c in trainer.callbacks if isinstance(c, Convergence)), None)
+    return stop_record(trainer, trainer.current_epoch, rule)
 
 
 def _data_summary(cfg: DictConfig, dm: NMTDataModule) -> dict[str, Any]:
@@ -239,13 +252,14 @@ def train_dense(
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
     train_s = time.perf_counter() - t0
     history = list(module.history)  # loading the best checkpoint below rolls it back
+    training = _training(trainer)
     best = trainer.checkpoint_callback.best_model_path or None
     ev = _evaluate(trainer, module, dm, best)
     _write_hyps(out, module)
     timings = {"train_s": train_s, "prune_s": 0.0, "retrain_s": 0.0,
                "eval_s": ev.pop("eval_s"), "test_decode_s": ev.pop("test_decode_s")}  # fmt: skip
-    return dict(status="ok", prune=None, **param_stats(module.model), **ev, dense=None,
-                timings=timings, checkpoint=best, history=history, data=_data_summary(cfg, dm))  # fmt: skip
+    return dict(status="ok", prune=None, **param_stats(module.model), **ev, dense=None, timings=timings,
+                checkpoint=best, history=history, training=training, data=_data_summary(cfg, dm))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- pruning
@@ -323,9 +337,20 @@ def validate_prune(cfg: DictConfig) -> str | None:
         raise ValueError(f"prune.retrain.lr_factor={r.lr_factor!r}; must be > 0")
     if isinstance(r.halve_every, bool) or not isinstance(r.halve_every, int) or r.halve_every < 1:
         raise ValueError(f"prune.retrain.halve_every={r.halve_every!r}; must be an integer >= 1")
+    _choice("prune.retrain.until", r.until, RETRAIN_UNTIL)
+    if r.until == "converged" and cfg.lr_schedule.name not in CONVERGENCE_RULES:
+        raise ValueError(f"prune.retrain.until=converged with lr_schedule={cfg.lr_schedule.name}: retraining "
+                         f"converges by the job's rule; set lr_schedule={' or '.join(CONVERGENCE_RULES)} "
+                         f"(it rules the dense training too)")  # fmt: skip
     if p.method == "random" and p.scheme == "distribution":
         raise ValueError("prune.method=random with prune.scheme=distribution: random scores have no "
                          "class scale to normalise by; use prune.scheme=blind or uniform")  # fmt: skip
+    if pct == 0 and p.timing == "after_fit":  # the dense control: the baseline retrained, nothing pruned
+        if p.schedule != "one_shot" or p.rewind != "none":
+            raise ValueError(f"prune.pct=0 with prune.timing=after_fit (the dense control: the baseline "
+                             f"retrained with the retraining recipe) takes prune.schedule=one_shot and "
+                             f"prune.rewind=none; got schedule={p.schedule}, rewind={p.rewind}")  # fmt: skip
+        return "after_fit"
     if pct == 0:
         if p.schedule != "one_shot":
             raise ValueError(f"prune.schedule={p.schedule} with prune.pct=0: a pct=0 job trains the dense "
@@ -434,17 +459,20 @@ def _load_weights(module: NMTModule, path: str) -> None:
 def _retrain_config(cfg: DictConfig) -> DictConfig:
     """The config the pruned model trains with.
 
-    rewind=none: See et al.'s retraining, the training optimiser from ``lr_factor`` x its LR,
-    halved every ``halve_every`` epochs, for ``retrain.epochs``. rewind=init|reinit (sparse from
-    scratch): the full training recipe (optim, lr_schedule, trainer.max_epochs) unchanged.
+    rewind=none: See et al.'s retraining, the training optimiser from ``lr_factor`` x its LR;
+    ``until=epochs``: halved every ``halve_every`` epochs, for ``retrain.epochs``;
+    ``until=converged``: the job's convergence rule (``lr_schedule=converge|early_stop``, as the
+    dense training) with ``retrain.epochs`` as the cap. rewind=init|reinit (sparse from scratch):
+    the full training recipe (optim, lr_schedule, trainer.max_epochs) unchanged.
     """
     rcfg = cfg.copy()
     r = cfg.prune.retrain
     if cfg.prune.rewind == "none":
         OmegaConf.set_struct(rcfg, False)
         rcfg.optim.lr = cfg.optim.lr * r.lr_factor
-        rcfg.lr_schedule = {"name": "halving", "start_epoch": r.halve_every, "every": r.halve_every,
-                            "factor": 0.5}  # fmt: skip
+        if r.until == "epochs":
+            rcfg.lr_schedule = {"name": "halving", "start_epoch": r.halve_every, "every": r.halve_every,
+                                "factor": 0.5}  # fmt: skip
         rcfg.trainer.max_epochs = schedules.fit_epochs(cfg.prune.schedule, OmegaConf.to_container(cfg.prune))
     return rcfg
 
@@ -531,8 +559,8 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
                  "theta0": str(_theta0_of(p.baseline))}  # fmt: skip
     else:
         dense = baseline.obtain(
-            cfg, lambda d: train_dense(cfg, dm, d, CSVLogger(save_dir=str(d), name="csv", version=""),
-                                       resume=None)
+            cfg, lambda d, last: train_dense(cfg, dm, d, CSVLogger(save_dir=str(d), name="csv", version=""),
+                                             resume=last)
         )  # fmt: skip
     _load_weights(module, dense["checkpoint"])
     if sched is not None:
@@ -575,13 +603,14 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     if p.dropout_adjust:
         rmodule.model.set_dropout(han_dropout_rates(rmodule.model, masks, dict(rmodule.model.dropout_p)))
     epochs = rcfg.trainer.max_epochs
-    retrain_s, history = 0.0, []
+    retrain_s, history, training = 0.0, [], None
     if epochs > 0:
         trainer = _trainer(rcfg, out, logger, [pruner])
         t0 = time.perf_counter()
         trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
         retrain_s = time.perf_counter() - t0
         history = list(rmodule.history)
+        training = _training(trainer)
         best = trainer.checkpoint_callback.best_model_path or None
         after = _evaluate(trainer, rmodule, dm, best)
     else:  # evaluate only: the pruned model is the result; save it with its masks
@@ -601,8 +630,8 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     return dict(
         status="ok", prune=prune_info, **rep, **after,
         pruned={k: pruned[k] for k in _FIGURES},
-        dense={k: dense.get(k) for k in (*_FIGURES, "checkpoint", "cache_key", "trained_here")},
-        timings=timings, checkpoint=best, history=history, data=_data_summary(cfg, dm),
+        dense={k: dense.get(k) for k in (*_FIGURES, "checkpoint", "cache_key", "trained_here", "training")},
+        timings=timings, checkpoint=best, history=history, training=training, data=_data_summary(cfg, dm),
     )  # fmt: skip
 
 
@@ -635,6 +664,7 @@ def _scheduled_after_fit(
     trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
     retrain_s = time.perf_counter() - t0 - pruner.prune_s
     history = list(rmodule.history)
+    training = _training(trainer)
     best = trainer.checkpoint_callback.best_model_path or None
     after = _evaluate(trainer, rmodule, dm, best)
     _write_hyps(out, rmodule)
@@ -645,9 +675,16 @@ def _scheduled_after_fit(
                "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
     return dict(
         status="ok", prune=_prune_info(cfg, "after_fit", pruner, pruner.masks), **rep, **after, pruned=None,
-        dense={k: dense.get(k) for k in (*_FIGURES, "checkpoint", "cache_key", "trained_here")},
-        timings=timings, checkpoint=best, history=history, data=_data_summary(cfg, dm),
+        dense={k: dense.get(k) for k in (*_FIGURES, "checkpoint", "cache_key", "trained_here", "training")},
+        timings=timings, checkpoint=best, history=history, training=training, data=_data_summary(cfg, dm),
     )  # fmt: skip
+
+
+def _write_results(out: Path, results: dict[str, Any]) -> None:
+    """results.json, replaced atomically (a kill never leaves half a file)."""
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    os.replace(tmp, out / "results.json")
 
 
 def _config_record(cfg: DictConfig) -> dict[str, Any]:
@@ -674,6 +711,7 @@ def run(
     results: dict[str, Any] = {"status": "running", "overrides": list(overrides or []),
                                "config": _config_record(cfg)}  # fmt: skip
     logger: Logger | bool = False
+    skipped = False
     for name in ("lightning.pytorch", "lightning.fabric"):  # one handler (Hydra's root), not two
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
@@ -681,6 +719,16 @@ def run(
         if cfg.logger.name not in LOGGERS:
             raise ValueError(f"logger.name={cfg.logger.name!r}; valid choices: {LOGGERS}")
         timing = validate_prune(cfg)
+        if cfg.get("resume", True) and not cfg.ckpt_path:
+            action, prev, last = resume.decide(out, results["config"])
+            if action == "skip":
+                log.info("skipped: %s holds status ok for this config (resume=false runs it again)", out)
+                skipped = True
+                return prev
+            if action == "resume":
+                log.info("resuming the unfinished earlier attempt from %s", last)
+                cfg.ckpt_path = results["resumed_from"] = last
+        _write_results(out, results)  # status running: a killed job is recognisable as such
         threads = effective_threads(cfg.threads, job.get("parallel_jobs", 1))
         if threads != cfg.threads:
             log.info("threads=%d -> %d: %s parallel jobs share %s cores", cfg.threads, threads,
@@ -698,12 +746,20 @@ def run(
         else:
             results.update(train_dense(cfg, dm, out, logger, resume=cfg.ckpt_path))
         return results
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SIGTERM (Lightning: SIGTERMException)
+        code = (
+            143 if type(e).__name__ == "SIGTERMException" else 130 if isinstance(e, KeyboardInterrupt) else 1
+        )
+        results.update(status="interrupted", error=f"{type(e).__name__} (exit {code}): resume=true continues "
+                       f"this job from its last checkpoint")  # fmt: skip
+        raise SystemExit(code) from e
     except BaseException as e:
         results.update(status="failed", error=f"{type(e).__name__}: {e}",
                        traceback=traceback.format_exc())  # fmt: skip
         raise
     finally:
-        (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        if not skipped:
+            _write_results(out, results)
         if isinstance(logger, WandbLogger):
             import wandb
 

@@ -19,7 +19,9 @@ from nmt_prune.metrics import bleu_scores
 from nmt_prune.model import Seq2Seq
 from nmt_prune.search import beam_search, greedy_search
 
-LR_SCHEDULES = ("none", "halving", "plateau")
+#: lr_schedule names that decide the fit's length from val ppl (callbacks/convergence.py applies them)
+CONVERGENCE_RULES = ("converge", "early_stop")
+LR_SCHEDULES = ("none", "halving", "plateau", *CONVERGENCE_RULES)
 WEIGHT_PENALTIES = ("none", "l1", "l2")
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,8 @@ class NMTModule(pl.LightningModule):
     ``model`` (Seq2Seq kwargs but the vocabulary sizes), ``optim`` (a Hydra ``_partial_``
     optimizer node, e.g. ``{_target_: torch.optim.Adam, _partial_: true, lr: 0.001}``),
     ``lr_schedule`` ({name: none | halving (x factor every ``every`` epochs from ``start_epoch``,
-    See et al.'s SGD recipe) | plateau (x factor when val ppl stops improving)}),
+    See et al.'s SGD recipe) | plateau (x factor when val ppl stops improving) | converge |
+    early_stop (callbacks/convergence.py: the fit runs until val ppl stops improving)}),
     ``label_smoothing``, ``weight_penalty`` ({type: none | l1 | l2, strength}: lambda sum |w| or
     lambda/2 sum w^2 over every weight matrix, embeddings included, biases not: the default
     prunable set; Han et al. 2015 sect. 3.1), ``eval`` (decoding settings). The data state (vocabularies and
@@ -189,8 +192,8 @@ class NMTModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         opt = instantiate(self.hparams.optim)(self.parameters())
         sched = self.hparams.lr_schedule
-        if sched["name"] == "none":
-            return opt
+        if sched["name"] == "none" or sched["name"] in CONVERGENCE_RULES:
+            return opt  # convergence rules set the LR from a callback
         if sched["name"] == "halving":
             epochs = self.trainer.max_epochs or 1000
             milestones = list(range(sched["start_epoch"], epochs, sched["every"]))

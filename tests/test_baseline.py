@@ -13,13 +13,13 @@ from tests.conftest import make_cfg
 
 
 def _fake_train(counter: Path, fail: bool = False, delay: float = 0.5):
-    def train(out: Path) -> dict:
+    def train(out: Path, resume: str | None = None) -> dict:
         with counter.open("a") as f:
-            f.write("trained\n")
+            f.write(f"trained from {resume}\n")
         time.sleep(delay)  # a window in which other jobs ask for the same baseline
         if fail:
             raise RuntimeError("killed mid-training")
-        (out / "checkpoints").mkdir()
+        (out / "checkpoints").mkdir(exist_ok=True)
         (out / "checkpoints" / "best.ckpt").write_bytes(b"weights")
         (out / "theta0.pt").write_bytes(b"init")
         return {"status": "ok", "checkpoint": str(out / "checkpoints" / "best.ckpt"), "test_bleu": 42.0}
@@ -57,6 +57,27 @@ def test_failed_training_leaves_nothing_to_pick_up(tmp_path):
     res = baseline.obtain(cfg, _fake_train(tmp_path / "count.txt", delay=0))
     assert res["trained_here"] and res["test_bleu"] == 42.0
     assert (tmp_path / "count.txt").read_text().count("trained") == 2
+
+
+def test_an_interrupted_training_is_resumed_by_the_next_job(tmp_path):
+    """A killed dense training leaves its partial dir; the next job resumes from its last.ckpt (if it
+    loads) instead of starting over, and a corrupt last.ckpt means starting over."""
+    import torch
+
+    cfg = make_cfg(tmp_path)
+    partial = tmp_path / "cache" / "dense" / f".{baseline.cache_key(cfg)}.partial"
+    (partial / "checkpoints").mkdir(parents=True)
+    torch.save({"epoch": 3}, partial / "checkpoints" / "last.ckpt")
+    res = baseline.obtain(cfg, _fake_train(tmp_path / "count.txt", delay=0))
+    assert res["trained_here"] and not partial.exists()
+    assert (tmp_path / "count.txt").read_text() == f"trained from {partial / 'checkpoints' / 'last.ckpt'}\n"
+
+    cfg2 = make_cfg(tmp_path, "seed=7")
+    partial2 = tmp_path / "cache" / "dense" / f".{baseline.cache_key(cfg2)}.partial"
+    (partial2 / "checkpoints").mkdir(parents=True)
+    (partial2 / "checkpoints" / "last.ckpt").write_bytes(b"cut short by a kill")
+    baseline.obtain(cfg2, _fake_train(tmp_path / "count2.txt", delay=0))
+    assert (tmp_path / "count2.txt").read_text() == "trained from None\n"
 
 
 def test_key_covers_training_config_and_nothing_else(tmp_path):

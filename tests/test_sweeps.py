@@ -23,6 +23,7 @@ PRESETS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
 EXPECTED_JOBS = {
     "schemes": 27, "random_vs_magnitude": 12, "retrain_vs_scratch": 18, "obd": 6, "snip_random": 8,
     "snip_init": 30, "snip_fraction": 10, "extreme": 15, "class_sensitivity": 40, "schedules": 12,
+    "study_control": 3,
 }  # fmt: skip
 
 

@@ -1,0 +1,83 @@
+"""Resumable studies: what a job finds in its output directory from an earlier attempt.
+
+A multirun re-run into the same sweep directory (``hydra.sweep.dir=...``) meets each job's
+earlier ``results.json``. With ``resume=true`` (the default):
+
+- ``status: ok`` for the same config: the job is skipped, its results stand;
+- ``running`` (the process was killed) or ``interrupted`` (SIGTERM, Ctrl-C) for the same config,
+  with a ``checkpoints/last.ckpt``: the job resumes from that checkpoint;
+- anything else (failed, another config, no checkpoint): the job runs again from the start, and
+  the earlier attempt's checkpoints are removed so they cannot be mistaken for this run's.
+
+"The same config" ignores the keys that say where or how fast a job runs (``VOLATILE``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+#: top-level config keys that change where or how fast a job runs, not what it computes
+VOLATILE = ("threads", "keep_freed_memory", "paths", "logger", "resume", "ckpt_path")
+#: statuses of an attempt that ended before its end (killed: still "running")
+UNFINISHED = ("running", "interrupted")
+
+
+def comparable(config: dict[str, Any] | None) -> dict[str, Any]:
+    """The parts of a results.json ``config`` that decide what the job computes."""
+    config = dict(config or {})
+    for k in VOLATILE:
+        config.pop(k, None)
+    trainer = dict(config.get("trainer") or {})
+    trainer.pop("enable_progress_bar", None)
+    config["trainer"] = trainer
+    return config
+
+
+def previous(out: Path) -> dict[str, Any] | None:
+    """The earlier attempt's results.json in ``out``, or None (none, or unreadable)."""
+    f = out / "results.json"
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        log.warning("%s is unreadable (%s): the job runs again", f, e)
+        return None
+
+
+def loadable(path: Path) -> bool:
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+        return True
+    except Exception as e:  # a file cut short by a kill: say so, start over
+        log.warning("%s cannot be loaded (%s: %s): the job starts over", path, type(e).__name__, e)
+        return False
+
+
+def decide(out: Path, config: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
+    """What to do with ``out``: ``("skip", earlier results, None)``, ``("resume", None, last.ckpt)``
+    or ``("run", None, None)`` (earlier checkpoints removed)."""
+    prev = previous(out)
+    if prev is None:
+        return "run", None, None
+    same = comparable(prev.get("config")) == comparable(config)
+    if same and prev.get("status") == "ok":
+        return "skip", prev, None
+    last = out / "checkpoints" / "last.ckpt"
+    if same and prev.get("status") in UNFINISHED and last.is_file() and loadable(last):
+        return "resume", None, str(last)
+    why = "another config" if not same else f"status {prev.get('status')}"
+    if (out / "checkpoints").is_dir():
+        log.info(
+            "%s: earlier attempt (%s): its checkpoints are removed, the job runs from the start", out, why
+        )
+        shutil.rmtree(out / "checkpoints")
+    return "run", None, None

@@ -1,0 +1,124 @@
+"""Resumable studies: a multirun re-run into its sweep directory skips finished jobs, resumes
+killed ones from their last checkpoint and runs the rest (nmt_prune/resume.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nmt_prune import resume
+from tests.conftest import ROOT
+
+CONFIG = {"seed": 1, "threads": 1, "paths": {"output_dir": "x"}, "trainer": {"max_epochs": 2}}
+
+
+def _write(out: Path, status: str, config: dict, ckpt: bytes | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"status": status, "config": config}))
+    if ckpt is not None:
+        (out / "checkpoints").mkdir(exist_ok=True)
+        (out / "checkpoints" / "last.ckpt").write_bytes(ckpt)
+
+
+def _ckpt_bytes(tmp_path: Path) -> bytes:
+    torch.save({"epoch": 1}, tmp_path / "c.pt")
+    return (tmp_path / "c.pt").read_bytes()
+
+
+def test_decide(tmp_path):
+    good = _ckpt_bytes(tmp_path)
+    assert resume.decide(tmp_path / "new", CONFIG) == ("run", None, None)
+    _write(tmp_path / "ok", "ok", CONFIG)
+    action, prev, _ = resume.decide(tmp_path / "ok", {**CONFIG, "threads": 2, "paths": {"output_dir": "y"}})
+    assert action == "skip" and prev["status"] == "ok"  # where and how fast a job runs does not matter
+    _write(tmp_path / "other", "ok", CONFIG, good)
+    assert resume.decide(tmp_path / "other", {**CONFIG, "seed": 2})[0] == "run"
+    assert not (tmp_path / "other" / "checkpoints").exists()  # stale checkpoints of another config
+    _write(tmp_path / "killed", "running", CONFIG, good)
+    assert resume.decide(tmp_path / "killed", CONFIG) == (
+        "resume",
+        None,
+        str(tmp_path / "killed/checkpoints/last.ckpt"),
+    )
+    _write(tmp_path / "cut", "interrupted", CONFIG, b"half a file")
+    assert resume.decide(tmp_path / "cut", CONFIG)[0] == "run"
+    _write(tmp_path / "failed", "failed", CONFIG, good)
+    assert resume.decide(tmp_path / "failed", CONFIG)[0] == "run"
+
+
+SWEEP = [
+    "-m",
+    "seed=1,2,3",
+    "model=tiny",
+    "logger=none",
+    "threads=1",
+    "data.toy_sizes.train=300",
+    "data.toy_sizes.val=40",
+    "data.toy_sizes.test=40",
+    "trainer.limit_train_batches=4",
+    "eval.val_bleu=false",
+    "eval.beam_size=1",
+]
+
+
+def _outputs(job: Path) -> dict[Path, int]:
+    """What a job computed (Hydra rewrites .hydra/ and the log of every job it launches)."""
+    return {
+        p: p.stat().st_mtime_ns
+        for p in job.rglob("*")
+        if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log"
+    }
+
+
+@pytest.mark.integration
+def test_killed_multirun_resumes_without_rerunning_finished_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [
+        sys.executable,
+        "run.py",
+        *SWEEP,
+        f"hydra.sweep.dir={sweep}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    first = subprocess.Popen(
+        [*args, "trainer.max_epochs=100"],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not list(sweep.glob("*seed=2*/checkpoints/last.ckpt")) and time.time() < deadline:
+        assert first.poll() is None, "the multirun ended before job 2 checkpointed"
+        time.sleep(0.1)
+    time.sleep(1.0)  # a few epochs of job 2 in
+    os.killpg(first.pid, signal.SIGKILL)  # no cleanup, no finally: as a session that ends
+    first.wait()
+    job = {s: next(sweep.glob(f"*seed={s}*"), None) for s in (1, 2, 3)}
+    last = job[2] / "checkpoints" / "last.ckpt"
+    assert json.loads((job[1] / "results.json").read_text())["status"] == "ok"
+    assert json.loads((job[2] / "results.json").read_text())["status"] == "running"
+    assert job[3] is None
+    before = _outputs(job[1])
+
+    second = subprocess.run([*args, "trainer.max_epochs=100"], cwd=ROOT, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+    log = second.stdout + second.stderr
+    assert log.count("skipped:") == 1 and job[1].name in log.split("skipped:")[1].splitlines()[0]
+    assert log.count("resuming the unfinished") == 1
+    assert _outputs(job[1]) == before  # not run again
+    job[3] = next(sweep.glob("*seed=3*"))
+    res = {s: json.loads((job[s] / "results.json").read_text()) for s in (1, 2, 3)}
+    assert all(r["status"] == "ok" for r in res.values())
+    assert res[2]["resumed_from"] == str(last) and "resumed_from" not in res[3]
+    # the resumed job kept the epochs it had run before the kill: one history, every epoch once
+    assert [h["epoch"] for h in res[2]["history"]] == list(range(100))
+    assert res[2]["training"]["epochs"] == 100
