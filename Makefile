@@ -28,6 +28,25 @@ sweep-%:  ## a preset of conf/sweep/, e.g. make sweep-schemes, sweep-snip_init, 
 sweep-snip:  ## SNIP vs random at init across initialisations (= sweep-snip_init)
 	$(PY) run.py -m +sweep=snip_init $(SWEEP_ARGS) $(ARGS)
 
+STUDY ?= study
+DATA_ROOT ?= ../shared/data/multi30k
+#: in the order they run: the headline and the cheap curves first, full trainings from scratch last
+STUDY_PRESETS ?= study_control study_oneshot study_no_retrain study_gradual study_no_retrain_controls \
+	study_sensitivity study_methods study_schedules study_sgd study_rewind study_snip study_snip_init \
+	study_snip_data
+
+study:  ## the converged seed study (docs/study.md), one 1-thread job at a time; re-run to continue
+	$(PY) -m nmt_prune.study restore docs/study/runs $(STUDY)
+	@status=0; for p in $(STUDY_PRESETS); do \
+	  $(PY) run.py -m +sweep=$$p data.root=$(DATA_ROOT) threads=1 logger=csv hydra.sweep.dir=$(STUDY)/$$p $(ARGS); \
+	  rc=$$?; $(PY) -m nmt_prune.study save $(STUDY) docs/study/runs; \
+	  if [ $$rc -ge 128 ]; then exit $$rc; fi; if [ $$rc -ne 0 ]; then status=$$rc; fi; \
+	done; $(MAKE) study-report STUDY=$(STUDY); exit $$status
+
+study-report:  ## docs/study/ tables and figures from the study's saved and running jobs
+	$(PY) -m nmt_prune.study save $(STUDY) docs/study/runs
+	$(PY) -m nmt_prune.report docs/study/runs --out docs/study --no-wandb
+
 report:  ## tables and figures of a sweep: make report SWEEP=multirun/<date>/<time>
 	@test -n "$(SWEEP)" || { echo "usage: make report SWEEP=<sweep directory>"; exit 2; }
 	$(PY) -m nmt_prune.report $(SWEEP)
@@ -41,7 +60,7 @@ format:  ## ruff format + autofix
 	$(PY) -m ruff check --fix .
 
 clean:  ## remove run outputs and caches
-	rm -rf outputs multirun lightning_logs wandb .pytest_cache .ruff_cache
+	rm -rf outputs multirun lightning_logs wandb .pytest_cache .ruff_cache  # never the study (STUDY)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-all train sweep sweep-snip report lint format clean
+.PHONY: help install test test-all train sweep sweep-snip study study-report report lint format clean

@@ -34,6 +34,8 @@ from callbacks.masking import (
 from nmt_prune import baseline, resume, saliency, schedules
 from nmt_prune.allocation import EMBEDDING_CLASSES, SCHEMES
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
+from nmt_prune.data.text import EOS_ID
+from nmt_prune.dead import dead_capacity, target_counts
 from nmt_prune.model import init_weights
 from nmt_prune.module import CONVERGENCE_RULES, NMTModule
 from nmt_prune.runtime import keep_freed_memory
@@ -193,6 +195,12 @@ def _training(trainer: pl.Trainer) -> dict[str, Any]:
     """results.json ``training``: the epochs a fit ran and why it stopped."""
     rule = next((c for c in trainer.callbacks if isinstance(c, Convergence)), None)
     return stop_record(trainer, trainer.current_epoch, rule)
+
+
+def _dead(masks, model, dm: NMTDataModule) -> dict[str, Any]:
+    """results.json ``dead``: rows, columns and units the masks leave empty (nmt_prune/dead.py)."""
+    counts = target_counts(dm.splits["train"].tgt, len(dm.tgt_vocab), EOS_ID)
+    return dead_capacity(masks.masks, model.weight_classes(), counts)
 
 
 def _data_summary(cfg: DictConfig, dm: NMTDataModule) -> dict[str, Any]:
@@ -544,7 +552,13 @@ def prune_from_scratch(
         res["timings"].update(saliency_s=sum(e["saliency_s"] for e in pruner.events), prune_s=pruner.prune_s)
     else:
         res["timings"]["saliency_s"] = pruner.saliency_s
-    res.update(prune=_prune_info(cfg, timing, pruner, pruner.masks), **rep, pruned=None, dense=None)
+    res.update(
+        prune=_prune_info(cfg, timing, pruner, pruner.masks),
+        **rep,
+        pruned=None,
+        dense=None,
+        dead=_dead(pruner.masks, module.model, dm),
+    )
     return res
 
 
@@ -620,6 +634,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     _write_hyps(out, rmodule if epochs > 0 else module)
     final = rmodule if epochs > 0 else module
     rep = masks.report(final.model, final.model.weight_classes())
+    rep["dead"] = _dead(masks, final.model, dm)
     timings = {"train_s": dense.get("timings", {}).get("train_s", 0.0) if dense["trained_here"] else 0.0,
                "prune_s": prune_s, "saliency_s": pruner.saliency_s, "retrain_s": retrain_s,
                "eval_s": eval_s + after.pop("eval_s"),
@@ -669,6 +684,7 @@ def _scheduled_after_fit(
     after = _evaluate(trainer, rmodule, dm, best)
     _write_hyps(out, rmodule)
     rep = pruner.masks.report(rmodule.model, rmodule.model.weight_classes())
+    rep["dead"] = _dead(pruner.masks, rmodule.model, dm)
     timings = {"train_s": dense.get("timings", {}).get("train_s", 0.0) if dense["trained_here"] else 0.0,
                "prune_s": pruner.prune_s, "saliency_s": sum(e["saliency_s"] for e in pruner.events),
                "retrain_s": retrain_s, "eval_s": after.pop("eval_s"),

@@ -14,7 +14,8 @@ per job, failed jobs listed with their error) and PNG figures, only those the sw
 - ``masks_<group>.png``: encoder and decoder matrices, pruned positions in black;
 - ``median_bleu_by_group.png``: median and range of test BLEU over seeds;
 - ``snip_by_init.png``, ``snip_by_fraction.png``: pruning at init by initialisation, SNIP by the
-  amount of data it scored on.
+  amount of data it scored on;
+- ``dead_capacity.png``: rows and units left with no weight, per class (nmt_prune/report_dead.py).
 
 When the jobs logged to W&B (``logger.name=wandb``) the figures and the table are logged to one
 more run, ``report``, in the sweep's group (``--no-wandb`` to skip).
@@ -35,6 +36,8 @@ from typing import Any
 import matplotlib
 import torch
 
+from nmt_prune.report_dead import fig_dead_capacity
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -43,7 +46,8 @@ COLUMNS = [
     "retrain_epochs",
     "only", "init", "seed", "snip_fraction", "data_sentences", "sparsity", "test_bleu", "test_bleu_lc",
     "test_ppl", "val_ppl", "pruned_test_bleu", "pruned_test_ppl", "dense_test_bleu", "dense_test_ppl",
-    "train_s", "prune_s", "saliency_s", "retrain_s",
+    "train_s", "prune_s", "saliency_s", "retrain_s", "epochs", "stop_reason", "dense_epochs",
+    "dead_softmax_words", "dead_token_share",
 ]  # fmt: skip
 #: columns of the markdown table (the csv has all)
 MD_COLUMNS = [
@@ -108,7 +112,14 @@ def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
         "dense_test_bleu": _get(res, "dense", "test_bleu"),
         "dense_test_ppl": _get(res, "dense", "test_ppl"),
         **{k: _get(res, "timings", k) for k in ("train_s", "prune_s", "saliency_s", "retrain_s")},
+        "epochs": _get(res, "training", "epochs"),
+        "stop_reason": _get(res, "training", "stop_reason"),
+        "dense_epochs": _get(res, "dense", "training", "epochs"),
+        "dead_softmax_words": _get(res, "dead", "by_class", "softmax", "fraction"),
+        "dead_token_share": _get(res, "dead", "softmax_dead_token_share"),
     }
+    if not dense_job and row["pct"] == 0 and res.get("prune") is not None:
+        row["method"], row["scheme"] = "dense control", ""  # the baseline retrained, nothing pruned
     row["group"] = _label(row)
     row["_res"] = res
     return row
@@ -191,8 +202,8 @@ def _sort_key(r: dict[str, Any]) -> tuple:
 # --------------------------------------------------------------------------------- figures
 def _label(r: dict[str, Any]) -> str:
     """The line a job belongs to: method/scheme plus whatever else distinguishes it."""
-    if r["method"] == "dense":
-        return "dense"
+    if r["method"] in ("dense", "dense control"):
+        return r["method"]
     parts = [str(r["method"]), str(r["scheme"])]
     if r.get("timing") in ("at_init", "during"):
         parts.append(r["timing"])
@@ -466,7 +477,7 @@ def fig_snip_by_fraction(rows, out: Path) -> list[str]:
 
 FIGURES: list[Callable[..., list[str]]] = [
     fig_bleu_vs_sparsity, fig_class_sparsity, fig_class_sensitivity, fig_ppl_vs_magnitude, fig_masks,
-    fig_median_over_seeds, fig_snip_by_init, fig_snip_by_fraction,
+    fig_median_over_seeds, fig_snip_by_init, fig_snip_by_fraction, fig_dead_capacity,
 ]  # fmt: skip
 
 

@@ -9,7 +9,8 @@ earlier ``results.json``. With ``resume=true`` (the default):
 - anything else (failed, another config, no checkpoint): the job runs again from the start, and
   the earlier attempt's checkpoints are removed so they cannot be mistaken for this run's.
 
-"The same config" ignores the keys that say where or how fast a job runs (``VOLATILE``).
+"The same config" ignores the keys that say where or how fast a job runs (``VOLATILE``, the
+progress bar, ``data.root``: the keys Hydra leaves out of job directory names too).
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ def comparable(config: dict[str, Any] | None) -> dict[str, Any]:
         config.pop(k, None)
     trainer = dict(config.get("trainer") or {})
     trainer.pop("enable_progress_bar", None)
-    config["trainer"] = trainer
+    data = dict(config.get("data") or {})
+    for k in ("root", "download"):  # where the corpus is read from (job dirs are named without it too)
+        data.pop(k, None)
+    config["trainer"], config["data"] = trainer, data
     return config
 
 

@@ -10,11 +10,18 @@ import pytest
 import torch
 
 from callbacks.masking import STATE_KEY
+from nmt_prune.dead import dead_capacity
 from nmt_prune.report import collect, main, make_report
 
 CLASSES = ["src_embed", "tgt_embed", "encoder.layer0", "encoder.layer1", "decoder.layer0", "decoder.layer1",
            "attention", "softmax"]  # fmt: skip
 PNG = b"\x89PNG\r\n\x1a\n"
+_CLASSES_BY_NAME = {"src_embed": ["src_embed.weight"], "encoder.layer0": ["encoder.weight_ih_l0"],
+                    "softmax": ["generator.weight"]}  # fmt: skip
+
+
+def _random_masks(g: torch.Generator, pct: float) -> dict[str, torch.Tensor]:
+    return {n[0]: torch.rand(16, 4, generator=g) > pct / 100 for n in _CLASSES_BY_NAME.values()}
 
 
 def _job(root: Path, name: str, **kw) -> None:
@@ -39,7 +46,8 @@ def _job(root: Path, name: str, **kw) -> None:
         "pruned": {"test_bleu": bleu - 5, "test_ppl": 6 + pct}, "dense": {"test_bleu": 31.0, "test_ppl": 5.2},
         "timings": {"train_s": 0, "prune_s": 1.0, "saliency_s": 0.5, "retrain_s": 200.0},
     }  # fmt: skip
-    if kw.get("ckpt"):
+    if kw.get("ckpt"):  # pruned jobs with masks also have dead-capacity figures, from the real function
+        res["dead"] = dead_capacity(_random_masks(g, pct), _CLASSES_BY_NAME, torch.arange(1, 17))
         masks = {"encoder.weight_ih_l0": torch.rand(16, 8, generator=g) > pct / 100,
                  "decoder.0.weight_hh": torch.rand(16, 4, generator=g) > pct / 100}  # fmt: skip
         torch.save({"callbacks": {STATE_KEY: {"masks": masks}}}, d / "best.ckpt")
@@ -83,7 +91,7 @@ def test_report_writes_tables_and_every_figure(sweep):
     expected = ["bleu_vs_sparsity.png", "class_sensitivity.png", "ppl_vs_magnitude.png",
                 "median_bleu_by_group.png", "snip_by_init.png", "snip_by_fraction.png",
                 "class_sparsity_pct50.png", "class_sparsity_pct90.png", "masks_magnitude_blind.png",
-                "masks_magnitude_uniform.png"]  # fmt: skip
+                "masks_magnitude_uniform.png", "dead_capacity.png"]  # fmt: skip
     for name in expected:
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, name
@@ -95,6 +103,8 @@ def test_report_writes_tables_and_every_figure(sweep):
     failed = md.split("## Failed jobs")[1]
     assert "prune.pct=100" in failed and "killed" in failed and "no results.json" in failed
     assert md.count("| magnitude/blind |") == 6  # one table row per job
+    assert {"epochs", "stop_reason", "dead_softmax_words", "dead_token_share"} <= set(rows[0])
+    assert any(r["dead_token_share"] not in ("", None) for r in rows)
 
 
 def test_missing_data_skips_figures_with_a_note(tmp_path, capsys):

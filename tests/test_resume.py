@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nmt_prune import resume
+from nmt_prune import resume, study
 from tests.conftest import ROOT
 
 CONFIG = {"seed": 1, "threads": 1, "paths": {"output_dir": "x"}, "trainer": {"max_epochs": 2}}
@@ -52,6 +52,18 @@ def test_decide(tmp_path):
     assert resume.decide(tmp_path / "cut", CONFIG)[0] == "run"
     _write(tmp_path / "failed", "failed", CONFIG, good)
     assert resume.decide(tmp_path / "failed", CONFIG)[0] == "run"
+
+
+def test_saved_results_restore_into_a_fresh_study_dir_and_are_skipped(tmp_path):
+    """docs/study/runs survives a new working tree: restored jobs are skipped, the others run."""
+    runs, fresh = tmp_path / "runs", tmp_path / "fresh"
+    _write(tmp_path / "study" / "p" / "a", "ok", CONFIG, _ckpt_bytes(tmp_path))
+    _write(tmp_path / "study" / "p" / "b", "failed", CONFIG)
+    assert study.save(tmp_path / "study", runs) == 1 and study.save(tmp_path / "study", runs) == 0
+    assert [p.parent.name for p in runs.rglob("results.json")] == ["a"]
+    assert study.restore(runs, fresh) == 1 and study.restore(runs, fresh) == 0
+    assert resume.decide(fresh / "p" / "a", {**CONFIG, "data": {"root": "/elsewhere"}})[0] == "skip"
+    assert resume.decide(fresh / "p" / "b", CONFIG)[0] == "run"
 
 
 SWEEP = [

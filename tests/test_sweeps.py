@@ -23,7 +23,9 @@ PRESETS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
 EXPECTED_JOBS = {
     "schemes": 27, "random_vs_magnitude": 12, "retrain_vs_scratch": 18, "obd": 6, "snip_random": 8,
     "snip_init": 30, "snip_fraction": 10, "extreme": 15, "class_sensitivity": 40, "schedules": 12,
-    "study_control": 3,
+    "study_control": 3, "study_oneshot": 12, "study_gradual": 4, "study_no_retrain": 63,
+    "study_no_retrain_controls": 42, "study_methods": 6, "study_rewind": 4, "study_snip": 8,
+    "study_snip_init": 4, "study_snip_data": 3, "study_sensitivity": 40, "study_schedules": 6, "study_sgd": 4,
 }  # fmt: skip
 
 

@@ -1,0 +1,56 @@
+"""Dead capacity counts exactly the rows, columns and units a hand-made mask leaves empty."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmt_prune.dead import dead_capacity, target_counts
+from nmt_prune.model import Seq2Seq
+
+
+def _model() -> Seq2Seq:
+    return Seq2Seq(11, 13, emb_size=6, hidden_size=5, layers=2, dropout=0.0)
+
+
+def test_counts_the_rows_columns_and_units_a_hand_made_mask_empties():
+    model = _model()
+    keep = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters() if p.dim() == 2}
+    keep["generator.weight"][[0, 3]] = False  # two target words with only their bias
+    keep["generator.weight"][7, :4] = False  # one weight of row 7 survives: alive
+    keep["src_embed.weight"][5] = False  # a source word vanishes
+    keep["decoder.0.weight_ih"][2] = False
+    keep["decoder.0.weight_hh"][2] = False  # gate row 2 of decoder layer 0: no input left, dead
+    keep["decoder.0.weight_ih"][4] = False  # row 4 keeps its recurrent weights: alive
+    keep["encoder.weight_ih_l0"][:, 2] = False  # embedding dim 2 read by no encoder gate
+    keep["attn_out.weight"][1] = False
+    dead = dead_capacity(keep, model.weight_classes())
+    bc = dead["by_class"]
+    assert bc["softmax"] == {"units": "target words", "dead": 2, "total": 13, "fraction": 2 / 13}
+    assert (bc["src_embed"]["dead"], bc["tgt_embed"]["dead"]) == (1, 0)
+    assert bc["decoder.layer0"]["dead"] == 1 and bc["decoder.layer0"]["total"] == 20
+    assert bc["encoder.layer0"]["dead"] == 0 and bc["decoder.layer1"]["dead"] == 0
+    assert bc["attention"]["dead"] == 1 and bc["attention"]["total"] == 5
+    bp = dead["by_param"]
+    assert bp["encoder.weight_ih_l0"]["cols_empty"] == 1 and bp["encoder.weight_ih_l0"]["rows_empty"] == 0
+    assert bp["decoder.0.weight_ih"]["rows_empty"] == 2 and bp["decoder.0.weight_hh"]["rows_empty"] == 1
+    assert sum(v["rows_empty"] for v in bp.values()) == 2 + 1 + 2 + 1 + 1
+
+
+def test_dead_token_share_counts_training_targets_and_eos():
+    model = _model()
+    keep = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters() if p.dim() == 2}
+    keep["generator.weight"][[5, 3]] = False  # id 3 is </s> here
+    targets = [[5, 6, 5], [7], [6, 6]]  # 6 words + 3 </s> = 9 tokens; 5 twice, </s> three times
+    counts = target_counts(targets, 13, eos_id=3)
+    assert counts[5] == 2 and counts[3] == 3 and counts.sum() == 9
+    dead = dead_capacity(keep, model.weight_classes(), counts)
+    assert dead["softmax_dead_token_share"] == pytest.approx(5 / 9)
+
+
+def test_a_dense_model_has_no_dead_capacity():
+    model = _model()
+    keep = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters()}
+    dead = dead_capacity(keep, model.weight_classes(), torch.ones(13, dtype=torch.long))
+    assert all(v["dead"] == 0 for v in dead["by_class"].values()) and dead["softmax_dead_token_share"] == 0
+    assert len(dead["by_class"]) == 8  # 2 embeddings, 2 + 2 LSTM layers, attention, softmax
