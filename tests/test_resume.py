@@ -134,3 +134,26 @@ def test_killed_multirun_resumes_without_rerunning_finished_jobs(tmp_path):
     # the resumed job kept the epochs it had run before the kill: one history, every epoch once
     assert [h["epoch"] for h in res[2]["history"]] == list(range(100))
     assert res[2]["training"]["epochs"] == 100
+
+
+@pytest.mark.integration
+def test_sigterm_exits_non_zero_as_interrupted_and_the_rerun_resumes(tmp_path):
+    """What SLURM sends before it kills a preempted or timed-out job."""
+    out = tmp_path / "run"
+    args = [sys.executable, "run.py", *SWEEP[2:], f"hydra.run.dir={out}", "trainer.max_epochs=150"]
+    args.append(f"paths.cache_dir={tmp_path / 'cache'}")
+    job = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (out / "checkpoints" / "last.ckpt").is_file() and time.time() < deadline:
+        assert job.poll() is None, "the job ended before its first checkpoint"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=120) == 143
+    res = json.loads((out / "results.json").read_text())
+    assert res["status"] == "interrupted" and "SIGTERM" in res["error"]
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)  # the same job, run again
+    assert again.returncode == 0, again.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["status"] == "ok" and res["resumed_from"] == str(out / "checkpoints" / "last.ckpt")
+    assert [h["epoch"] for h in res["history"]] == list(range(150))
