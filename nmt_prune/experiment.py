@@ -696,6 +696,19 @@ def _scheduled_after_fit(
     )  # fmt: skip
 
 
+def _scheduler_record() -> dict[str, Any]:
+    """results.json ``slurm``: the job's SLURM ids and node when it runs under SLURM, else nothing."""
+    env = {
+        "job_id": "SLURM_JOB_ID",
+        "array_job_id": "SLURM_ARRAY_JOB_ID",
+        "array_task_id": "SLURM_ARRAY_TASK_ID",
+        "node": "SLURMD_NODENAME",
+        "restarts": "SLURM_RESTART_COUNT",
+    }
+    rec = {k: os.environ[v] for k, v in env.items() if v in os.environ}
+    return {"slurm": rec} if rec else {}
+
+
 def _write_results(out: Path, results: dict[str, Any]) -> None:
     """results.json, replaced atomically (a kill never leaves half a file)."""
     tmp = out / "results.json.tmp"
@@ -725,7 +738,7 @@ def run(
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"status": "running", "overrides": list(overrides or []),
-                               "config": _config_record(cfg)}  # fmt: skip
+                               "config": _config_record(cfg), **_scheduler_record()}  # fmt: skip
     logger: Logger | bool = False
     skipped = False
     for name in ("lightning.pytorch", "lightning.fabric"):  # one handler (Hydra's root), not two
