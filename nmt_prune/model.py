@@ -41,8 +41,21 @@ class DecoderState:
     keys: Tensor
     mask_bias: Tensor
 
+    def reorder_beams(self, index: Tensor) -> DecoderState:
+        """Reorder rows among beams that share one source sentence (beam search after a step):
+        only the recurrent state moves; memory, keys and mask_bias are the same for every beam of
+        a sentence, so they stay where they are."""
+        return DecoderState(
+            [x.index_select(0, index) for x in self.h],
+            [x.index_select(0, index) for x in self.c],
+            self.feed.index_select(0, index),
+            self.memory,
+            self.keys,
+            self.mask_bias,
+        )
+
     def index_select(self, index: Tensor) -> DecoderState:
-        """Reorder / repeat rows (beam search)."""
+        """Reorder / repeat / drop rows (beam search)."""
         return DecoderState(
             [x.index_select(0, index) for x in self.h],
             [x.index_select(0, index) for x in self.c],
@@ -244,12 +257,24 @@ class Seq2Seq(nn.Module):
         """(B, S), (B,), (B, T) -> logits (B, T, V)."""
         return self.generator(self.attentional_states(tgt_in, self.encode(src, src_len)))
 
-    def step_log_probs(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """Inference step: prev (B,) last tokens -> log-probabilities (B, V), new state."""
-        fused = self._fused_weights()
-        x0 = self._embed_proj(prev.unsqueeze(1), fused)[:, 0]
-        att, state = self._step(x0, state, fused)
+    def step_log_probs(
+        self, prev: Tensor, state: DecoderState, fused: list[tuple[Tensor, Tensor]] | None = None
+    ) -> tuple[Tensor, DecoderState]:
+        """Inference step: prev (B,) last tokens -> log-probabilities (B, V), new state.
+
+        ``fused``: ``_fused_weights()`` computed once for a whole search (the weights do not
+        change while decoding); None computes them here."""
+        att, state = self.decode_step(prev, state, fused)
         return self.generator(att).log_softmax(-1), state
+
+    def decode_step(
+        self, prev: Tensor, state: DecoderState, fused: list[tuple[Tensor, Tensor]] | None = None
+    ) -> tuple[Tensor, DecoderState]:
+        """Inference step without the softmax layer: prev (B,) -> h~_t (B, H), new state (a search
+        applies ``generator`` to the rows it still needs)."""
+        fused = self._fused_weights() if fused is None else fused
+        x0 = self._embed_proj(prev.unsqueeze(1), fused)[:, 0]
+        return self._step(x0, state, fused)
 
 
 # ------------------------------------------------------------------------------- initialisation

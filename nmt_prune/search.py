@@ -57,49 +57,82 @@ def beam_search(
 ) -> Tensor:
     """Batched beam search. src (B, S) -> best ids (B, L), EOS-terminated, PAD after.
 
-    All B x K hypotheses advance together. A finished hypothesis (it emitted EOS) stays in its
-    beam and can only be extended by PAD at no cost, so its score stays fixed while open ones
-    keep falling. A hypothesis that reaches its sentence's length limit must end there (EOS).
-    The search stops when every hypothesis is finished; the winner maximises
-    log p(Y|X) / lp(Y) (GNMT length penalty, ``alpha``).
-    ``beam_size=1`` gives exactly the greedy result.
+    The search: all B x K hypotheses advance together. A finished hypothesis (it emitted EOS)
+    stays in its beam and can only be extended by PAD at no cost, so its score stays fixed while
+    open ones keep falling. A hypothesis that reaches its sentence's length limit must end there
+    (EOS). A sentence is done when its K hypotheses are finished; the winner maximises
+    log p(Y|X) / lp(Y) (GNMT length penalty, ``alpha``). ``beam_size=1`` gives exactly the greedy
+    result.
+
+    The work per step is only what the search needs (bench/decode_speed.py checks the hypotheses
+    against the plain formulation, which moves every tensor every step): the decoder weights are
+    fused once per search; after a step only the recurrent state (h, c, h~) follows the surviving
+    beams, since a sentence's K beams share its encoder memory, attention keys and mask; and a
+    sentence that is done leaves the batch (its best hypothesis is chosen then: a done sentence's
+    beams could only be extended by free PADs), so the others stop paying for it and the search
+    lasts as long as its longest open sentence.
     """
+    dev = src.device
     B, K = src.shape[0], beam_size
-    state = model.encode(src, src_len)
-    state = state.index_select(torch.arange(B, device=src.device).repeat_interleave(K))
-    scores = torch.full((B, K), float("-inf"), device=src.device)
+    fused = model._fused_weights()
+    state = model.encode(src, src_len).index_select(torch.arange(B, device=dev).repeat_interleave(K))
+    scores = torch.full((B, K), float("-inf"), device=dev)
     scores[:, 0] = 0.0  # all beams start identical: keep one alive to avoid K copies
-    prev = torch.full((B * K,), BOS_ID, dtype=torch.long, device=src.device)
-    finished = torch.zeros(B * K, dtype=torch.bool, device=src.device)
-    lengths = torch.zeros(B * K, dtype=torch.long, device=src.device)
+    prev = torch.full((B * K,), BOS_ID, dtype=torch.long, device=dev)
+    finished = torch.zeros(B * K, dtype=torch.bool, device=dev)
+    lengths = torch.zeros(B * K, dtype=torch.long, device=dev)
     limit = length_limits(src_len, max_len_ratio, max_len_extra).repeat_interleave(K)  # (B*K,)
-    history: list[Tensor] = []  # tokens (B*K,) per step
-    backptr: list[Tensor] = []  # source row (B*K,) per step
-    for t in range(int(limit.max())):
-        logp, state = model.step_log_probs(prev, state)  # (B*K, V), a fresh tensor: edit in place
+    steps = int(limit.max())
+    alive = torch.arange(B, device=dev)  # the sentence of each group of K rows
+    end_step = torch.full((B,), steps - 1, dtype=torch.long, device=dev)  # step each sentence was done
+    end_row = torch.zeros(B, dtype=torch.long, device=dev)  # its best row in that step's layout
+    history: list[Tensor] = []  # tokens per step, in that step's row layout
+    backptr: list[Tensor] = []  # per step, the row of the previous step's layout it extends
+    to_prev_layout: Tensor | None = None  # rows of the previous layout kept when sentences left
+    for t in range(steps):
+        n = alive.numel()
+        logp, state = model.step_log_probs(prev, state, fused)  # (n*K, V), fresh: edit in place
         V = logp.shape[1]
         last = (t + 1 >= limit) & ~finished  # at its own length limit: only EOS
         eos = logp[:, EOS_ID].clone()
         logp.masked_fill_((finished | last).unsqueeze(1), float("-inf"))
         logp[:, EOS_ID] = torch.where(last, eos, logp[:, EOS_ID])
         logp[:, PAD_ID] = torch.where(finished, 0.0, float("-inf"))  # finished rows: PAD, free
-        cand = logp.add_(scores.view(-1, 1)).view(B, K * V)
-        scores, flat = cand.topk(K, dim=1)  # (B, K)
-        rows = (flat // V + torch.arange(B, device=src.device).unsqueeze(1) * K).view(-1)
+        cand = logp.add_(scores.view(-1, 1)).view(n, K * V)
+        scores, flat = cand.topk(K, dim=1)  # (n, K)
+        rows = (flat // V + torch.arange(n, device=dev).unsqueeze(1) * K).view(-1)
         prev = (flat % V).view(-1)
-        state = state.index_select(rows)
+        state = state.reorder_beams(rows)
         finished = finished.index_select(0, rows)
         lengths = lengths.index_select(0, rows) + (~finished).long()
         finished = finished | (prev == EOS_ID)
         history.append(prev)
-        backptr.append(rows)
-        if finished.all():
+        backptr.append(rows if to_prev_layout is None else to_prev_layout.index_select(0, rows))
+        to_prev_layout = None
+        done = finished.view(n, K).all(1)
+        if not done.any() and t + 1 < steps:
+            continue
+        best = (scores / length_penalty(lengths.view(n, K), alpha)).argmax(1) + torch.arange(
+            n, device=dev
+        ) * K
+        if t + 1 == steps:  # the last step: every open hypothesis was made to end (EOS)
+            done = torch.ones_like(done)
+        end_step[alive[done]] = t
+        end_row[alive[done]] = best[done]
+        if done.all():
             break
-    final = scores.view(-1) / length_penalty(lengths, alpha)
-    best = final.view(B, K).argmax(1) + torch.arange(B, device=src.device) * K  # (B,) rows
-    tokens = []
-    row = best
-    for tok, ptr in zip(reversed(history), reversed(backptr)):
-        tokens.append(tok.index_select(0, row))
-        row = ptr.index_select(0, row)
-    return torch.stack(tokens[::-1], 1)
+        keep = (~done).nonzero().squeeze(1)
+        keep_rows = (keep.unsqueeze(1) * K + torch.arange(K, device=dev)).view(-1)
+        alive, scores = alive.index_select(0, keep), scores.index_select(0, keep)
+        state = state.index_select(keep_rows)
+        prev, finished = prev.index_select(0, keep_rows), finished.index_select(0, keep_rows)
+        lengths, limit = lengths.index_select(0, keep_rows), limit.index_select(0, keep_rows)
+        to_prev_layout = keep_rows
+    out = torch.full((B, len(history)), PAD_ID, dtype=torch.long, device=dev)
+    row = end_row.clone()
+    for t in range(len(history) - 1, -1, -1):
+        on = (end_step >= t).nonzero().squeeze(1)  # sentences whose hypothesis reaches step t
+        r = row.index_select(0, on)
+        out[on, t] = history[t].index_select(0, r)
+        row[on] = backptr[t].index_select(0, r)
+    return out
