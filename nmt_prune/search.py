@@ -75,13 +75,13 @@ def beam_search(
     dev = src.device
     B, K = src.shape[0], beam_size
     fused = model._fused_weights()
-    state = model.encode(src, src_len).index_select(torch.arange(B, device=dev).repeat_interleave(K))
-    scores = torch.full((B, K), float("-inf"), device=dev)
-    scores[:, 0] = 0.0  # all beams start identical: keep one alive to avoid K copies
-    prev = torch.full((B * K,), BOS_ID, dtype=torch.long, device=dev)
-    finished = torch.zeros(B * K, dtype=torch.bool, device=dev)
-    lengths = torch.zeros(B * K, dtype=torch.long, device=dev)
-    limit = length_limits(src_len, max_len_ratio, max_len_extra).repeat_interleave(K)  # (B*K,)
+    # step 0 extends one row per sentence (the K beams would start identical) into K beams
+    state = model.encode(src, src_len)
+    scores = torch.zeros((B, 1), device=dev)  # (sentences, rows per sentence)
+    prev = torch.full((B,), BOS_ID, dtype=torch.long, device=dev)
+    finished = torch.zeros(B, dtype=torch.bool, device=dev)
+    lengths = torch.zeros(B, dtype=torch.long, device=dev)
+    limit = length_limits(src_len, max_len_ratio, max_len_extra)
     steps = int(limit.max())
     alive = torch.arange(B, device=dev)  # the sentence of each group of K rows
     end_step = torch.full((B,), steps - 1, dtype=torch.long, device=dev)  # step each sentence was done
@@ -90,21 +90,33 @@ def beam_search(
     backptr: list[Tensor] = []  # per step, the row of the previous step's layout it extends
     to_prev_layout: Tensor | None = None  # rows of the previous layout kept when sentences left
     for t in range(steps):
-        n = alive.numel()
-        logp, state = model.step_log_probs(prev, state, fused)  # (n*K, V), fresh: edit in place
-        V = logp.shape[1]
-        last = (t + 1 >= limit) & ~finished  # at its own length limit: only EOS
-        eos = logp[:, EOS_ID].clone()
-        logp.masked_fill_((finished | last).unsqueeze(1), float("-inf"))
-        logp[:, EOS_ID] = torch.where(last, eos, logp[:, EOS_ID])
-        logp[:, PAD_ID] = torch.where(finished, 0.0, float("-inf"))  # finished rows: PAD, free
-        cand = logp.add_(scores.view(-1, 1)).view(n, K * V)
-        scores, flat = cand.topk(K, dim=1)  # (n, K)
-        rows = (flat // V + torch.arange(n, device=dev).unsqueeze(1) * K).view(-1)
-        prev = (flat % V).view(-1)
-        state = state.reorder_beams(rows)
+        n, R = scores.shape
+        att, state = model.decode_step(prev, state, fused)
+        # candidates: each open row's K best next tokens (a row's ranking is its log-probabilities'),
+        # each finished row's one free PAD; then each sentence's K best of its K x K
+        flat_scores = scores.view(-1)
+        opened = (~finished).nonzero().squeeze(1)
+        logp = model.generator(att.index_select(0, opened)).log_softmax(-1)  # (open, V)
+        logp[:, PAD_ID] = float("-inf")
+        at_limit = (t + 1 >= limit.index_select(0, opened)).nonzero().squeeze(1)  # only EOS may follow
+        if at_limit.numel():
+            eos = logp[at_limit, EOS_ID]
+            logp.index_fill_(0, at_limit, float("-inf"))
+            logp[at_limit, EOS_ID] = eos
+        top, tok = logp.topk(K, dim=1)  # (open, K)
+        cand = scores.new_full((n * R, K), float("-inf"))
+        cand_tok = torch.full((n * R, K), PAD_ID, dtype=torch.long, device=dev)
+        cand.index_copy_(0, opened, top + flat_scores.index_select(0, opened).unsqueeze(1))
+        cand_tok.index_copy_(0, opened, tok)
+        done_rows = finished.nonzero().squeeze(1)
+        cand[done_rows, 0] = flat_scores.index_select(0, done_rows)
+        scores, pick = cand.view(n, R * K).topk(K, dim=1)  # (n, K)
+        rows = (pick // K + torch.arange(n, device=dev).unsqueeze(1) * R).view(-1)
+        prev = cand_tok.view(n, R * K).gather(1, pick).view(-1)
+        state = state.reorder_beams(rows) if R == K else state.index_select(rows)  # step 0: all of it
         finished = finished.index_select(0, rows)
         lengths = lengths.index_select(0, rows) + (~finished).long()
+        limit = limit.index_select(0, rows) if R != K else limit
         finished = finished | (prev == EOS_ID)
         history.append(prev)
         backptr.append(rows if to_prev_layout is None else to_prev_layout.index_select(0, rows))

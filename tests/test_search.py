@@ -76,3 +76,34 @@ def test_every_hypothesis_respects_its_own_length_limit():
     for out in (greedy_search(m, src, sl, 1.0, 1), beam_search(m, src, sl, 3, 1.0, 1.0, 1)):
         for row, n in zip(out.tolist(), sl.tolist()):
             assert EOS_ID in row[: n + 1]  # limit = 1.0 * |x| + 1 tokens, EOS included
+
+
+def _reference_search():
+    """The plain beam search kept in bench/decode_speed.py (every tensor follows every step)."""
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("decode_speed", ROOT / "bench" / "decode_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.reference_beam_search
+
+
+def test_beam_search_finds_the_hypotheses_of_the_plain_formulation():
+    """Sentences finish at different steps, leave the batch, hit their length limits; the beams
+    of the fast search are those of the plain one, token for token."""
+    reference = _reference_search()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        m = Seq2Seq(30, 14, emb_size=8, hidden_size=16, layers=2, dropout=0.0)
+        init_weights(m, "uniform", scale=0.3 + 0.1 * seed)
+        m.eval()
+        src = torch.randint(4, 30, (9, 7))
+        sl = torch.tensor([7, 1, 3, 7, 5, 2, 6, 7, 4])
+        for b, n in enumerate(sl.tolist()):
+            src[b, n:] = PAD_ID
+        for k, alpha, extra in ((5, 1.0, 5), (3, 0.0, 2), (2, 0.6, 9), (1, 1.0, 3)):
+            fast = beam_search(m, src, sl, k, alpha, 1.5, extra)
+            plain = reference(m, src, sl, k, alpha, 1.5, extra)
+            assert [_trim(r) for r in fast.tolist()] == [_trim(r) for r in plain.tolist()], (seed, k)
