@@ -100,6 +100,7 @@ def obtain(cfg: DictConfig, train: Callable[[Path, str | None], dict[str, Any]])
             shutil.copyfile(best, tmp / "best.ckpt")
             shutil.rmtree(tmp / "checkpoints")  # last.ckpt etc.: not needed, large
             res = {k: v for k, v in res.items() if k not in ("checkpoint",)}
+            res["eval"] = OmegaConf.to_container(cfg.eval, resolve=True)  # how its figures were measured
             (tmp / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(key_config(cfg))))
             (tmp / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
             shutil.rmtree(final, ignore_errors=True)

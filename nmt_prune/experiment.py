@@ -33,6 +33,7 @@ from callbacks.masking import (
 )
 from nmt_prune import baseline, resume, saliency, schedules
 from nmt_prune.allocation import EMBEDDING_CLASSES, SCHEMES
+from nmt_prune.checkpoints import check_checkpoint
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
 from nmt_prune.data.text import EOS_ID
 from nmt_prune.dead import dead_capacity, target_counts
@@ -113,22 +114,6 @@ def effective_threads(threads: int, parallel_jobs: int) -> int:
     cores = os.cpu_count() or 1
     jobs = cores if parallel_jobs < 1 else parallel_jobs
     return max(1, min(threads, cores // jobs))
-
-
-def check_checkpoint_shapes(path: str, module: pl.LightningModule) -> None:
-    """Fail before training if ``path`` is missing or holds a model of another shape."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"ckpt_path={path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    ours = module.state_dict()
-    bad = [f"{k}: checkpoint {tuple(v.shape)} vs config {tuple(ours[k].shape)}"
-           for k, v in state.items() if k in ours and v.shape != ours[k].shape]  # fmt: skip
-    missing = sorted(set(ours) ^ set(state))
-    if bad or missing:
-        raise ValueError(
-            f"ckpt_path={path} was saved from a different model/data config: "
-            f"{bad[:5] + missing[:5]}; use the same model=... and data=... as the run that made it"
-        )
 
 
 def build_data(cfg: DictConfig) -> NMTDataModule:
@@ -251,7 +236,7 @@ def train_dense(
     best checkpoint (``val/ppl_at_target`` for schedules: epochs at the final sparsity only)."""
     module = build_module(cfg, dm)
     if resume:
-        check_checkpoint_shapes(resume, module)
+        check_checkpoint(resume, module, "ckpt_path")
     theta0 = out / "theta0.pt"
     if not theta0.exists():  # a resumed run keeps the theta_0 of its first start
         torch.save(module.model.state_dict(), theta0)
@@ -459,9 +444,8 @@ def _theta0_of(ckpt: str) -> Path | None:
     return None
 
 
-def _load_weights(module: NMTModule, path: str) -> None:
-    check_checkpoint_shapes(path, module)
-    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+def _load_weights(module: NMTModule, path: str, key: str) -> None:
+    module.load_state_dict(check_checkpoint(path, module, key)["state_dict"])
 
 
 def _retrain_config(cfg: DictConfig) -> DictConfig:
@@ -486,6 +470,9 @@ def _retrain_config(cfg: DictConfig) -> DictConfig:
 
 
 _FIGURES = ("val_ppl", "val_bleu", "test_ppl", "test_bleu", "test_bleu_lc")
+#: results.json ``dense`` of a pruned job: the baseline's figures (measured with the job's eval
+#: settings: ``eval``; ``measured_here`` when the job measured them) and where it came from
+_DENSE_KEYS = (*_FIGURES, "checkpoint", "cache_key", "trained_here", "training", "eval", "measured_here")
 
 
 #: prune.obd.estimator=exact costs one backward pass per weight: tiny models only
@@ -576,19 +563,20 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
             cfg, lambda d, last: train_dense(cfg, dm, d, CSVLogger(save_dir=str(d), name="csv", version=""),
                                              resume=last)
         )  # fmt: skip
-    _load_weights(module, dense["checkpoint"])
+    _load_weights(module, dense["checkpoint"], "prune.baseline" if p.baseline else "the dense cache entry")
+    job_eval = OmegaConf.to_container(cfg.eval, resolve=True)
+    if p.baseline or dense.get("eval") != job_eval:  # dense figures measured with this job's eval settings
+        dense_ev = _evaluate(_trainer(cfg, out, False, max_epochs=0), module, dm, None)
+        dense.update({k: v for k, v in dense_ev.items() if k in _FIGURES}, eval=job_eval, measured_here=True)
     if sched is not None:
         return _scheduled_after_fit(cfg, dm, out, logger, module, dense, sched)
     pruner = _pruner(PruneAfterFit, cfg)
     if cfg.ckpt_path:  # resuming the retraining: the masks it started with, not recomputed ones
-        check_checkpoint_shapes(cfg.ckpt_path, module)
+        check_checkpoint(cfg.ckpt_path, module, "ckpt_path")
         pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
         if pruner.masks is None:
             raise ValueError(f"ckpt_path={cfg.ckpt_path} holds no masks: it is not a pruned run's checkpoint")
         pruner.masks.apply(module.model)
-    if p.baseline:  # a given checkpoint's dense figures are measured here, not trusted from elsewhere
-        dense_ev = _evaluate(_trainer(cfg, out, False, max_epochs=0), module, dm, None)
-        dense.update({k: v for k, v in dense_ev.items() if k in _FIGURES})
     ev_trainer = _trainer(cfg, out, logger, [pruner], max_epochs=0)
     t0 = time.perf_counter()
     masks = pruner.masks or pruner.compute_masks(module.model, dm)
@@ -645,7 +633,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     return dict(
         status="ok", prune=prune_info, **rep, **after,
         pruned={k: pruned[k] for k in _FIGURES},
-        dense={k: dense.get(k) for k in (*_FIGURES, "checkpoint", "cache_key", "trained_here", "training")},
+        dense={k: dense.get(k) for k in _DENSE_KEYS},
         timings=timings, checkpoint=best, history=history, training=training, data=_data_summary(cfg, dm),
     )  # fmt: skip
 
@@ -691,7 +679,7 @@ def _scheduled_after_fit(
                "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
     return dict(
         status="ok", prune=_prune_info(cfg, "after_fit", pruner, pruner.masks), **rep, **after, pruned=None,
-        dense={k: dense.get(k) for k in (*_FIGURES, "checkpoint", "cache_key", "trained_here", "training")},
+        dense={k: dense.get(k) for k in _DENSE_KEYS},
         timings=timings, checkpoint=best, history=history, training=training, data=_data_summary(cfg, dm),
     )  # fmt: skip
 

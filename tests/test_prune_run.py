@@ -218,3 +218,18 @@ def test_exact_obd_refuses_a_big_model_before_training(tmp_path):
             make_cfg(tmp_path, "model=small", "prune.pct=50", "prune.method=obd", "prune.obd.estimator=exact")
         )
     assert not (tmp_path / "cache" / "dense").exists()
+
+
+def test_dense_figures_are_measured_with_the_jobs_own_eval_settings(tmp_path):
+    """The cached dense model's figures were measured at cache time; a job that decodes otherwise
+    (here beam 3 instead of 2) measures them again, so pruned and dense compare like with like."""
+    cache = f"paths.cache_dir={tmp_path / 'cache'}"
+    beam2 = run(make_cfg(tmp_path / "a", *TINY, "prune.pct=50", "prune.retrain.epochs=0", cache))
+    again = run(make_cfg(tmp_path / "b", *TINY, "prune.pct=80", "prune.retrain.epochs=0", cache))
+    beam3 = run(
+        make_cfg(tmp_path / "c", *TINY, "prune.pct=50", "prune.retrain.epochs=0", cache, "eval.beam_size=3")
+    )
+    assert beam2["dense"]["trained_here"] and beam2["dense"]["eval"]["beam_size"] == 2
+    assert not again["dense"]["measured_here"] and again["dense"]["test_bleu"] == beam2["dense"]["test_bleu"]
+    assert beam3["dense"]["measured_here"] and beam3["dense"]["eval"]["beam_size"] == 3
+    assert beam3["dense"]["test_ppl"] == pytest.approx(beam2["dense"]["test_ppl"])  # the same model

@@ -79,6 +79,31 @@ def test_checkpoint_of_other_shape_is_a_clear_error(finished_run, tmp_path):
     assert failed["status"] == "failed" and "different model" in failed["error"]
 
 
+def test_checkpoint_of_another_vocabulary_is_refused(finished_run, tmp_path):
+    """Same shapes, other words: a model trained on other data must not be pruned or resumed."""
+    tmp, res = finished_run
+    ckpt = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)
+    itos = ckpt["data_state"]["tgt_vocab"]
+    itos[5], itos[6] = itos[6], itos[5]  # same size, two ids mean other words
+    other = tmp_path / "other.ckpt"
+    torch.save(ckpt, other)
+    for key in ("prune.baseline", "ckpt_path"):
+        extra = ["prune.pct=50"] if key == "prune.baseline" else []
+        with pytest.raises(
+            ValueError, match=rf"{key}=.*other.ckpt.*tgt vocabulary: 2 of \d+ ids mean other words"
+        ):
+            run(make_cfg(tmp_path / key, *FAST, *extra, f"{key}={other}"))
+
+
+@pytest.mark.parametrize("content", [b"", b"random bytes, not a checkpoint", b"PK\x03\x04 half a zip"])
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path, content):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(content)
+    with pytest.raises(ValueError, match=r"ckpt_path=.*bad.ckpt cannot be read as a checkpoint") as e:
+        run(make_cfg(tmp_path, *FAST, f"ckpt_path={bad}"))
+    assert "weights_only=False" not in str(e.value)  # never advise loading arbitrary pickles
+
+
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "run.py", f"hydra.run.dir={tmp_path / 'out'}", f"paths.cache_dir={tmp_path / 'c'}",
