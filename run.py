@@ -3,15 +3,17 @@
 Composes the config from ``conf/`` and hands it to ``nmt_prune.experiment.run``.
 """
 
+import sys
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from nmt_prune.validate import ConfigError, check_basics
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from nmt_prune.experiment import run  # after Hydra parsed the command line: fast --help
-
     hc = HydraConfig.get()
     launcher = str(hc.launcher.get("_target_", ""))
     job = {
@@ -20,7 +22,17 @@ def main(cfg: DictConfig) -> float | None:
         "name": hc.job.override_dirname,
         "parallel_jobs": int(hc.launcher.get("n_jobs", 1)) if "joblib" in launcher.lower() else 1,
     }
-    results = run(cfg, overrides=list(hc.overrides.task), job=job)
+    try:
+        if not job["multirun"]:
+            check_basics(cfg)  # before the training stack is imported: a typo fails in seconds
+        from nmt_prune.experiment import run  # after Hydra parsed the command line: fast --help
+
+        results = run(cfg, overrides=list(hc.overrides.task), job=job)
+    except ConfigError as e:
+        if job["multirun"]:
+            raise  # recorded in the job's results.json; the multirun goes on and exits non-zero
+        print(f"error: {e}", file=sys.stderr)  # a user's mistake: the message, not a traceback
+        sys.exit(2)
     return results.get("test_bleu")
 
 

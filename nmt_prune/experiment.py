@@ -41,6 +41,7 @@ from nmt_prune.model import init_weights
 from nmt_prune.module import CONVERGENCE_RULES, NMTModule
 from nmt_prune.runtime import keep_freed_memory
 from nmt_prune.stats import max_pruned_abs, param_stats
+from nmt_prune.validate import ConfigError, check_basics
 
 log = logging.getLogger(__name__)
 LOGGERS = ("wandb", "csv", "none")
@@ -735,7 +736,11 @@ def run(
     try:
         if cfg.logger.name not in LOGGERS:
             raise ValueError(f"logger.name={cfg.logger.name!r}; valid choices: {LOGGERS}")
-        timing = validate_prune(cfg)
+        check_basics(cfg)
+        try:
+            timing = validate_prune(cfg)
+        except (ValueError, FileNotFoundError) as e:  # all of them a mistake in the config
+            raise ConfigError(str(e)) from None
         if cfg.get("resume", True) and not cfg.ckpt_path:
             action, prev, last = resume.decide(out, results["config"])
             if action == "skip":

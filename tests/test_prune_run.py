@@ -160,7 +160,7 @@ def test_incompatible_combinations_are_named(tmp_path):
         run(make_cfg(tmp_path, "prune.pct=50", "prune.method=random", "prune.scheme=distribution"))
     with pytest.raises(ValueError, match="prune.pct=0"):
         run(make_cfg(tmp_path, "prune.rewind=init"))
-    with pytest.raises(FileNotFoundError, match="prune.baseline"):
+    with pytest.raises(ValueError, match="prune.baseline=/nonexistent.ckpt does not exist"):  # ConfigError
         run(make_cfg(tmp_path, "prune.pct=50", "prune.baseline=/nonexistent.ckpt"))
 
 

@@ -144,3 +144,23 @@ def test_default_job_learns_the_toy_task(tmp_path):
     assert res["status"] == "ok" and len(res["history"]) == 8
     assert res["test_bleu"] > 90  # measured 100.0 (seed 1) and 95.2 (seed 2; README); untrained: < 10
     assert res["history"][-1]["val_ppl"] < 1.5  # a deterministic task, learnt: measured 1.11-1.14
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.batch_size=0", "data.batch_size=0; must be an integer >= 1"),
+        ("seed=abc", "seed='abc'; must be an integer"),
+        ("optim.lr=-1", "optim.lr=-1; must be a number > 0"),
+        ("trainer.max_epochs=-3", "trainer.max_epochs=-3; must be an integer >= 1"),
+        ("eval.beam_size=0", "eval.beam_size=0; must be an integer >= 1"),
+        ("eval.beam_size=-1", "eval.beam_size=-1; must be an integer >= 1"),
+        ("prune.scheme=blnd", "prune.scheme='blnd'; valid choices: blind, uniform, distribution"),
+        ("prune.pct=abc", "prune.pct='abc'; must be a number in [0, 100)"),
+    ],
+)
+def test_a_users_mistake_is_one_line_before_any_work(tmp_path, override, message):
+    p = _cli(tmp_path, override)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert message in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "out" / "checkpoints").exists()  # nothing trained
