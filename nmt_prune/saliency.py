@@ -69,12 +69,19 @@ def sentence_loss(
 
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module):
-    """Deterministic network (dropout off) while scoring; restores the training flag."""
+    """Deterministic network while scoring: every dropout probability 0, in *training* mode,
+    since cuDNN computes an LSTM's backward pass in training mode only (the scores need
+    gradients); dropout 0 gives exactly the eval-mode network. Restores the rates and the flag."""
     was = model.training
-    model.eval()
+    rates = dict(getattr(model, "dropout_p", {}))
+    if rates:
+        model.set_dropout(dict.fromkeys(rates, 0.0))
+    model.train(bool(rates) or was)  # a model without dropout sites: left as it was
     try:
         yield
     finally:
+        if rates:
+            model.set_dropout(rates)
         model.train(was)
 
 

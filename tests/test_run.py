@@ -44,6 +44,13 @@ def test_results_contract(finished_run):
     assert on_disk["params"]["prunable"] < on_disk["params"]["total"]
 
 
+def test_end_to_end_runs_in_float32(finished_run):
+    """The path users run: no test module may leave a float64 default behind."""
+    tmp, res = finished_run
+    state = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
+
+
 def test_hypotheses_aligned_with_reference(finished_run):
     tmp, res = finished_run
     hyps = (tmp / "out" / "hypotheses.test.txt").read_text().split("\n")[:-1]

@@ -9,13 +9,14 @@ from torch.func import functional_call
 from nmt_prune.allocation import allocate
 from nmt_prune.data.datamodule import collate
 from nmt_prune.model import Seq2Seq, init_weights
-from nmt_prune.saliency import hessian_diagonal, magnitude, obd, sentence_loss, snip
-
-torch.set_default_dtype(torch.float64)  # references by autograd.functional: keep rounding out
+from nmt_prune.saliency import _eval_mode, hessian_diagonal, magnitude, obd, sentence_loss, snip
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _float64():
+    """References by autograd.functional in float64 keep rounding out; set while this module's
+    tests run only (at import it would leak into every test collected before them)."""
+    torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(torch.float32)
 
@@ -164,3 +165,17 @@ def test_snip_equals_gradient_wrt_explicit_mask_variables():
     ours = snip(model, names, batches)
     for n, g in zip(names, grads):
         torch.testing.assert_close(ours[n].double(), g.abs())
+
+
+def test_scoring_mode_is_training_mode_without_dropout():
+    """cuDNN runs an LSTM backward in training mode only: scoring keeps the training flag on and
+    sets every dropout to 0 (the eval-mode network), then restores both."""
+    m = Seq2Seq(9, 8, emb_size=3, hidden_size=3, layers=2, dropout=0.3).double().eval()
+    ex = [collate([e]) for e in _examples(2)]
+    with torch.no_grad():
+        reference = [sentence_loss(m, b) for b in ex]
+    with _eval_mode(m):
+        assert m.training and set(m.dropout_p.values()) == {0.0} and m.encoder.dropout == 0.0
+        inside = [sentence_loss(m, b) for b in ex]
+    assert [float(x) for x in inside] == [float(x) for x in reference]
+    assert not m.training and set(m.dropout_p.values()) == {0.3} and m.encoder.dropout == 0.3
