@@ -15,6 +15,7 @@ the end of a session) or, if there is none that loads, starts it over.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from nmt_prune.resume import loadable
@@ -62,6 +63,41 @@ def cache_key(cfg: DictConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+#: how long a job waits for another job's dense training before it gives up
+LOCK_TIMEOUT_H = 48.0
+#: how often a waiting job says it is still waiting
+LOCK_REPORT_S = 600.0
+
+
+@contextlib.contextmanager
+def _waiting_lock(path: Path, key: str, timeout_h: float = LOCK_TIMEOUT_H, report_s: float = LOCK_REPORT_S):
+    """The cache entry's file lock; a job that has to wait for it says so, says again every
+    ``report_s`` that it is still waiting, and gives up after ``timeout_h`` hours."""
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=min(5.0, report_s))
+    except Timeout:
+        log.info("dense baseline %s: another job is training it; waiting for it (lock %s)", key, path)
+        waited, deadline = 0.0, timeout_h * 3600
+        while True:
+            try:
+                lock.acquire(timeout=min(report_s, max(deadline - waited, 0.001)))
+                break
+            except Timeout:
+                waited += report_s
+                if waited >= deadline:
+                    raise TimeoutError(f"waited {timeout_h:g} h for the dense baseline {key} that another "
+                                       f"job trains (lock {path}); if no job is training it, delete the "
+                                       f"lock file and run again") from None  # fmt: skip
+                log.info(
+                    "dense baseline %s: still waiting for the job that trains it (%.0f min)", key, waited / 60
+                )
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def obtain(cfg: DictConfig, train: Callable[[Path, str | None], dict[str, Any]]) -> dict[str, Any]:
     """The dense baseline for ``cfg``: from the cache, or trained now by ``train(out_dir, resume)``
     (``resume``: a checkpoint of an earlier, killed attempt to continue from, or None).
@@ -76,7 +112,7 @@ def obtain(cfg: DictConfig, train: Callable[[Path, str | None], dict[str, Any]])
     key = cache_key(cfg)
     final = root / key
     trained_here = False
-    with FileLock(str(root / f"{key}.lock")):
+    with _waiting_lock(root / f"{key}.lock", key):
         if not (final / "results.json").is_file():
             for stale in root.glob(f".{key}.tmp-*"):  # older naming of a killed job's dir; we hold the lock
                 shutil.rmtree(stale, ignore_errors=True)

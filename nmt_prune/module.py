@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric
 from nmt_prune.data.text import PAD_ID, Tokenizer, Vocab
 from nmt_prune.metrics import bleu_scores
 from nmt_prune.model import Seq2Seq
-from nmt_prune.search import beam_search, greedy_search
+from nmt_prune.search import MAX_LEN_CAP, beam_search, greedy_search
 
 #: lr_schedule names that decide the fit's length from val ppl (callbacks/convergence.py applies them)
 CONVERGENCE_RULES = ("converge", "early_stop")
@@ -122,12 +122,14 @@ class NMTModule(pl.LightningModule):
     def translate_batch(self, batch: dict[str, Tensor], beam_size: int) -> list[str]:
         """Decode a batch into detokenised strings (batch order)."""
         ev = self.hparams.eval
+        cap = ev.get("max_len_cap", MAX_LEN_CAP)  # checkpoints from before the key: the default
+        limits = (ev["max_len_ratio"], ev["max_len_extra"], cap)
         if beam_size == 1:
-            ids = greedy_search(self.model, batch["src"], batch["src_len"],
-                                ev["max_len_ratio"], ev["max_len_extra"])  # fmt: skip
+            ids = greedy_search(self.model, batch["src"], batch["src_len"], *limits)
         else:
-            ids = beam_search(self.model, batch["src"], batch["src_len"], beam_size,
-                              ev["length_penalty"], ev["max_len_ratio"], ev["max_len_extra"])  # fmt: skip
+            ids = beam_search(
+                self.model, batch["src"], batch["src_len"], beam_size, ev["length_penalty"], *limits
+            )
         return [self.tgt_tok.detokenize(self.tgt_vocab.decode(row)) for row in ids.tolist()]
 
     def _eval_step(self, batch: dict[str, Tensor], beam_size: int | None) -> None:

@@ -8,26 +8,35 @@ from torch import Tensor
 from nmt_prune.data.text import BOS_ID, EOS_ID, PAD_ID
 from nmt_prune.model import Seq2Seq
 
+#: the most tokens any hypothesis may have, whatever its source length (``eval.max_len_cap``)
+MAX_LEN_CAP = 256
 
-def length_limits(src_len: Tensor, ratio: float, extra: int) -> Tensor:
-    """Per sentence, the most tokens a hypothesis may have (EOS included): ratio * |x| + extra.
+
+def length_limits(src_len: Tensor, ratio: float, extra: int, cap: int = MAX_LEN_CAP) -> Tensor:
+    """Per sentence, the most tokens a hypothesis may have (EOS included): ratio * |x| + extra,
+    and never more than ``cap`` (one 5,000-token line must not decode for 7,500 steps).
 
     Per sentence, not per batch, so a translation never depends on which sentences share its
     batch (the translate CLI and evaluation batch differently).
     """
-    return (src_len.float() * ratio).long() + extra
+    return ((src_len.float() * ratio).long() + extra).clamp(max=cap)
 
 
 @torch.no_grad()
 def greedy_search(
-    model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 1.5, max_len_extra: int = 5
+    model: Seq2Seq,
+    src: Tensor,
+    src_len: Tensor,
+    max_len_ratio: float = 1.5,
+    max_len_extra: int = 5,
+    max_len_cap: int = MAX_LEN_CAP,
 ) -> Tensor:
     """Arg-max decoding. src (B, S) -> ids (B, L) with EOS then PAD after each hypothesis."""
     state = model.encode(src, src_len)
     B = src.shape[0]
     prev = torch.full((B,), BOS_ID, dtype=torch.long, device=src.device)
     done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    limit = length_limits(src_len, max_len_ratio, max_len_extra)
+    limit = length_limits(src_len, max_len_ratio, max_len_extra, max_len_cap)
     out = []
     for t in range(int(limit.max())):
         logp, state = model.step_log_probs(prev, state)
@@ -54,6 +63,7 @@ def beam_search(
     alpha: float = 1.0,
     max_len_ratio: float = 1.5,
     max_len_extra: int = 5,
+    max_len_cap: int = MAX_LEN_CAP,
 ) -> Tensor:
     """Batched beam search. src (B, S) -> best ids (B, L), EOS-terminated, PAD after.
 
@@ -81,7 +91,7 @@ def beam_search(
     prev = torch.full((B,), BOS_ID, dtype=torch.long, device=dev)
     finished = torch.zeros(B, dtype=torch.bool, device=dev)
     lengths = torch.zeros(B, dtype=torch.long, device=dev)
-    limit = length_limits(src_len, max_len_ratio, max_len_extra)
+    limit = length_limits(src_len, max_len_ratio, max_len_extra, max_len_cap)
     steps = int(limit.max())
     alive = torch.arange(B, device=dev)  # the sentence of each group of K rows
     end_step = torch.full((B,), steps - 1, dtype=torch.long, device=dev)  # step each sentence was done

@@ -38,6 +38,7 @@ RULES: dict[str, tuple[Any, str]] = {
     "eval.val_beam_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1 (1 = greedy)"),
     "eval.max_len_ratio": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "eval.max_len_extra": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "eval.max_len_cap": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "eval.length_penalty": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (0 = off)"),
     "loss.label_smoothing": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
 }

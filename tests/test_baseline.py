@@ -89,3 +89,23 @@ def test_key_covers_training_config_and_nothing_else(tmp_path):
                   "trainer.max_epochs=3", "data.toy_sizes.train=301", "loss.label_smoothing=0.0",
                   "lr_schedule=none"):  # fmt: skip
         assert baseline.cache_key(make_cfg(tmp_path, other)) != key, other
+
+
+def test_a_waiting_job_says_so_and_gives_up_with_a_clear_error(tmp_path, caplog):
+    import logging
+    import subprocess
+    import sys
+
+    path = tmp_path / "k.lock"
+    hold = ("from filelock import FileLock; import sys, time; l = FileLock(sys.argv[1]); l.acquire(); "
+            "print('held', flush=True); time.sleep(2.0)")  # fmt: skip
+    other = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE, text=True)
+    assert other.stdout.readline().strip() == "held"  # another job is training the entry
+    caplog.set_level(logging.INFO, logger="nmt_prune.baseline")
+    with pytest.raises(TimeoutError, match=r"dense baseline k .*delete the lock file"):
+        with baseline._waiting_lock(path, "k", timeout_h=0.3 / 3600, report_s=0.1):
+            pass
+    assert "another job is training it; waiting" in caplog.text and "still waiting" in caplog.text
+    t0 = time.time()
+    with baseline._waiting_lock(path, "k", timeout_h=1, report_s=0.1):  # the other job finishes
+        assert other.poll() is not None and time.time() - t0 < 10

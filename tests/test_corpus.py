@@ -47,6 +47,10 @@ def test_read_parallel_errors(tmp_path):
         read_parallel(tmp_path / "a.en", tmp_path / "a.de")
     with pytest.raises(FileNotFoundError, match="b.en"):
         read_parallel(tmp_path / "b.en", tmp_path / "a.de")
+    (tmp_path / "c.en").write_bytes("one\ntwo caf\u00e9\n".encode("latin1"))
+    (tmp_path / "c.de").write_text("eins\nzwei\n")
+    with pytest.raises(ValueError, match=r"c.en is not UTF-8 text: line 2"):
+        read_parallel(tmp_path / "c.en", tmp_path / "c.de")
 
 
 def test_drop_noise():

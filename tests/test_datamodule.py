@@ -72,3 +72,17 @@ def test_toy_cache_is_keyed_by_sizes(tmp_path):
         dm = NMTDataModule(cfg, tmp_path)
         dm.setup()
         assert len(dm.splits["train"].src) == n
+
+
+@pytest.mark.parametrize("split", ["val", "test_2016_flickr"])
+def test_an_empty_evaluation_split_fails_at_setup_naming_the_file(tmp_path, split):
+    for name in ("train", "val", "test_2016_flickr"):
+        for lang in ("en", "de"):
+            text = "" if name == split else "a b c\nd e f\n"
+            (tmp_path / f"{name}.{lang}").write_text(text)
+    splits = {"train": "train", "val": "val", "test": "test_2016_flickr"}
+    cfg = DataConfig(
+        name="multi30k", root=str(tmp_path), src_lang="en", tgt_lang="de", splits=splits, download=False
+    )
+    with pytest.raises(ValueError, match=rf"split is empty: .*{split}.en has no lines"):
+        NMTDataModule(cfg, tmp_path / "cache").setup()

@@ -107,3 +107,19 @@ def test_beam_search_finds_the_hypotheses_of_the_plain_formulation():
             fast = beam_search(m, src, sl, k, alpha, 1.5, extra)
             plain = reference(m, src, sl, k, alpha, 1.5, extra)
             assert [_trim(r) for r in fast.tolist()] == [_trim(r) for r in plain.tolist()], (seed, k)
+
+
+def test_no_hypothesis_outgrows_the_absolute_cap():
+    """A 1,000-token source line must not decode for 1,500 steps: ``max_len_cap`` bounds it."""
+    torch.manual_seed(0)
+    m = Seq2Seq(30, 12, emb_size=8, hidden_size=16, layers=1, dropout=0.0).eval()
+    src = torch.randint(4, 30, (2, 1000))
+    sl = torch.tensor([1000, 1000])
+    with torch.no_grad():
+        m.generator.bias[EOS_ID] = -1e4  # never ends by itself
+    for out in (
+        greedy_search(m, src, sl, 1.5, 5, max_len_cap=12),
+        beam_search(m, src, sl, 3, 1.0, 1.5, 5, 12),
+    ):
+        assert out.shape[1] <= 12
+        assert all(EOS_ID in row for row in out.tolist())  # forced to end at the cap

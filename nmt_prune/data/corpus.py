@@ -92,13 +92,21 @@ def write_toy_corpus(dest: Path, seed: int, sizes: dict[str, int], langs: tuple[
             tmp.replace(dest / f"{split}.{lang}")  # atomic: parallel jobs may race here
 
 
+def _read_utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path} is not UTF-8 text: line {line}, byte {e.start} ({e.reason}); "
+                         f"convert it, e.g. iconv -f latin1 -t utf-8") from None  # fmt: skip
+
+
 def read_parallel(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
     """Read two aligned text files; raise a clear error if missing or of different lengths."""
     for p in (src_path, tgt_path):
         if not p.is_file():
             raise FileNotFoundError(f"data file {p} does not exist (check data.root)")
-    src = src_path.read_text(encoding="utf-8").split("\n")
-    tgt = tgt_path.read_text(encoding="utf-8").split("\n")
+    src, tgt = _read_utf8(src_path).split("\n"), _read_utf8(tgt_path).split("\n")
     for lines in (src, tgt):
         if lines and lines[-1] == "":
             lines.pop()

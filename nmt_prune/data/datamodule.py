@@ -192,6 +192,11 @@ class NMTDataModule(pl.LightningDataModule):
         cfg, d = self.cfg, self.data_dir()
         raw = {s: read_parallel(d / f"{cfg.splits[s]}.{cfg.src_lang}",
                                 d / f"{cfg.splits[s]}.{cfg.tgt_lang}") for s in SPLITS}  # fmt: skip
+        for s, (src, _) in raw.items():
+            if not src:  # fails at once, not after an epoch with an unrelated scheduler message
+                raise ValueError(
+                    f"the {s} split is empty: {d / f'{cfg.splits[s]}.{cfg.src_lang}'} has no lines"
+                )
         train_src, train_tgt, self.n_dropped["noise"] = drop_noise(*raw["train"])
         if self.n_dropped["noise"]:
             log.info("dropped %d training pairs with an empty or '@@' side", self.n_dropped["noise"])
