@@ -8,8 +8,8 @@ install:  ## install torch (CPU wheel here) and the project with dev tools
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e ".[dev]"
 
-test:  ## fast test suite (< 3 min)
-	$(PY) -m pytest -m "not slow" -q
+test:  ## fast test suite: no slow, integration (subprocess, multirun) or slurm tests
+	$(PY) -m pytest -m "not slow and not integration and not slurm" -q --durations=5
 
 test-all:  ## every test, the slow end-to-end ones too
 	$(PY) -m pytest -q
