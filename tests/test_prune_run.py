@@ -233,3 +233,13 @@ def test_dense_figures_are_measured_with_the_jobs_own_eval_settings(tmp_path):
     assert not again["dense"]["measured_here"] and again["dense"]["test_bleu"] == beam2["dense"]["test_bleu"]
     assert beam3["dense"]["measured_here"] and beam3["dense"]["eval"]["beam_size"] == 3
     assert beam3["dense"]["test_ppl"] == pytest.approx(beam2["dense"]["test_ppl"])  # the same model
+
+
+def test_pruned_weights_stay_exactly_zero_through_bf16_steps(tmp_path):
+    """trainer.precision=bf16-mixed (CPU autocast): the optimizer still steps fp32 weights, and the
+    masks re-zero them after every step, so a pruned weight is exactly 0, not a small bf16 value."""
+    res = run(make_cfg(tmp_path, *TINY, "prune.pct=70", "+trainer.precision=bf16-mixed"))
+    assert res["status"] == "ok" and res["sparsity"] == pytest.approx(0.7, abs=1e-4)
+    _check_masks_hold(res["checkpoint"], res)
+    state = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
