@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 
-def load_checkpoint(path: str, key: str) -> dict[str, Any]:
+def load_checkpoint(path: str, key: str, map_location: str = "cpu") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)``, with errors that name ``key`` and the file."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{key}={path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, random bytes, or a pickle with arbitrary objects
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
         raise ValueError(f"{key}={path} cannot be read as a checkpoint ({type(e).__name__}: {first}); "

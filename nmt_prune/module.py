@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from nmt_prune.checkpoints import load_checkpoint
 from nmt_prune.data.text import PAD_ID, Tokenizer, Vocab
 from nmt_prune.metrics import bleu_scores
 from nmt_prune.model import Seq2Seq
@@ -220,7 +221,7 @@ class NMTModule(pl.LightningModule):
 
         Loads with ``weights_only=True``; raises a clear error if the file is not one of ours.
         """
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = load_checkpoint(path, "checkpoint", map_location)
         if "data_state" not in ckpt or "hyper_parameters" not in ckpt:
             raise ValueError(f"{path} is not an nmt-prune checkpoint (no data_state/hyper_parameters)")
         module = cls(data_state=ckpt["data_state"], **ckpt["hyper_parameters"])

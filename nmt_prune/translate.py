@@ -44,13 +44,23 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--beam must be >= 1, got {args.beam}")
     if not args.input.is_file():
         p.error(f"input file {args.input} does not exist")
+    if not Path(args.checkpoint).is_file():
+        p.error(f"checkpoint {args.checkpoint} does not exist")
+    if not args.output.parent.is_dir():  # before decoding everything, not after
+        p.error(f"output directory {args.output.parent} does not exist")
     torch.set_num_threads(args.threads)
-    module = NMTModule.from_checkpoint(args.checkpoint)
-    lines = args.input.read_text(encoding="utf-8").split("\n")
+    try:
+        module = NMTModule.from_checkpoint(args.checkpoint)
+    except ValueError as e:
+        p.error(str(e))
+    try:
+        lines = args.input.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        p.error(f"input file {args.input} is not UTF-8 text (byte {e.start}: {e.reason})")
     if lines and lines[-1] == "":
         lines.pop()
     hyps = translate_lines(module, lines, args.beam, args.batch_size)
-    args.output.write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    args.output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")  # empty input: empty output
 
 
 if __name__ == "__main__":

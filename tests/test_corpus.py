@@ -31,13 +31,14 @@ def test_download_rejects_bad_checksum_and_leaves_nothing(tmp_path):
     dest = tmp_path / "data"
     with pytest.raises(ValueError, match="SHA-256 mismatch"):
         download_multi30k(dest, ["val.en"], base_url=url, checksums={"val.en": "0" * 64})
-    assert list(dest.iterdir()) == []
+    assert not dest.exists()  # no file that looks valid, and no directory the failed download made
 
 
 def test_download_missing_says_where_to_put_files(tmp_path):
     url, _ = _serve(tmp_path, {})
     with pytest.raises(FileNotFoundError, match="Put the Multi30k files"):
-        download_multi30k(tmp_path / "data", ["test_2016_flickr.de"], base_url=url, checksums={})
+        download_multi30k(tmp_path / "data" / "m30k", ["test_2016_flickr.de"], base_url=url, checksums={})
+    assert not (tmp_path / "data").exists()  # a mistyped data.root is not created as an empty directory
 
 
 def test_read_parallel_errors(tmp_path):

@@ -71,6 +71,28 @@ def test_checkpoint_loads_weights_only_and_translates_the_same(finished_run, tmp
     assert (tmp_path / "out.txt").read_text().split("\n")[:-1] == hyps[:5]
 
 
+def test_translate_cli_errors_come_first_and_empty_input_gives_empty_output(finished_run, tmp_path, capsys):
+    tmp, res = finished_run
+    (tmp_path / "in.txt").write_text("")
+    translate_main([res["checkpoint"], str(tmp_path / "in.txt"), str(tmp_path / "out.txt")])
+    assert (tmp_path / "out.txt").read_text() == ""  # no line for no input
+    bad = [
+        (
+            ["missing.ckpt", str(tmp_path / "in.txt"), str(tmp_path / "o.txt")],
+            "checkpoint missing.ckpt does not exist",
+        ),
+        ([res["checkpoint"], str(tmp_path / "in.txt"), str(tmp_path / "no" / "o.txt")], "output directory"),
+        (
+            [str(tmp_path / "in.txt"), str(tmp_path / "in.txt"), str(tmp_path / "o.txt")],
+            "cannot be read as a checkpoint",
+        ),
+    ]
+    for args, message in bad:
+        with pytest.raises(SystemExit):
+            translate_main(args)
+        assert message in capsys.readouterr().err
+
+
 def test_resume_from_checkpoint(finished_run, tmp_path):
     tmp, res = finished_run
     last = str(Path(res["checkpoint"]).with_name("last.ckpt"))

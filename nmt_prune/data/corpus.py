@@ -55,7 +55,18 @@ def download_multi30k(
     Raises ``FileNotFoundError`` (offline, or the URL is missing) or ``ValueError`` (checksum).
     """
     checksums = MULTI30K_SHA256 if checksums is None else checksums
+    created = [p for p in (dest, *dest.parents) if not p.exists()]  # removed again if nothing comes
     dest.mkdir(parents=True, exist_ok=True)
+    try:
+        _download(dest, files, base_url, checksums)
+    except BaseException:
+        for p in created:  # deepest first: a failed download leaves no empty data.root behind
+            if p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+        raise
+
+
+def _download(dest: Path, files: list[str], base_url: str, checksums: dict[str, str]) -> None:
     for name in files:
         if (dest / name).exists():
             continue
