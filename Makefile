@@ -31,7 +31,7 @@ sweep-snip:  ## SNIP vs random at init across initialisations (= sweep-snip_init
 STUDY ?= study
 DATA_ROOT ?= ../shared/data/multi30k
 #: in the order they run: the headline and the cheap curves first, full trainings from scratch last
-STUDY_PRESETS ?= study_control study_oneshot study_no_retrain study_gradual study_no_retrain_controls \
+STUDY_PRESETS ?= study_control study_oneshot study_recipe study_no_retrain study_gradual study_no_retrain_controls \
 	study_sensitivity study_methods study_schedules study_sgd study_rewind study_snip study_snip_init \
 	study_snip_data
 
@@ -41,7 +41,7 @@ study:  ## the converged seed study (docs/study.md), one 1-thread job at a time;
 	  $(PY) run.py -m +sweep=$$p data.root=$(DATA_ROOT) threads=1 logger=csv hydra.sweep.dir=$(STUDY)/$$p $(ARGS); \
 	  rc=$$?; $(PY) -m nmt_prune.study save $(STUDY) docs/study/runs; \
 	  if [ $$rc -ge 128 ]; then exit $$rc; fi; if [ $$rc -ne 0 ]; then status=$$rc; fi; \
-	done; $(MAKE) study-report STUDY=$(STUDY); exit $$status
+	done; $(PY) -m nmt_prune.report docs/study/runs --out docs/study --no-wandb; exit $$status
 
 study-report:  ## docs/study/ tables and figures from the study's saved and running jobs
 	$(PY) -m nmt_prune.study save $(STUDY) docs/study/runs
