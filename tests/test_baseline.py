@@ -97,15 +97,17 @@ def test_a_waiting_job_says_so_and_gives_up_with_a_clear_error(tmp_path, caplog)
     import sys
 
     path = tmp_path / "k.lock"
-    hold = ("from filelock import FileLock; import sys, time; l = FileLock(sys.argv[1]); l.acquire(); "
-            "print('held', flush=True); time.sleep(2.0)")  # fmt: skip
-    other = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE, text=True)
+    hold = ("from filelock import FileLock; import sys; l = FileLock(sys.argv[1]); l.acquire(); "
+            "print('held', flush=True); sys.stdin.readline()")  # fmt: skip
+    other = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert other.stdout.readline().strip() == "held"  # another job is training the entry
     caplog.set_level(logging.INFO, logger="nmt_prune.baseline")
     with pytest.raises(TimeoutError, match=r"dense baseline k .*delete the lock file"):
         with baseline._waiting_lock(path, "k", timeout_h=0.3 / 3600, report_s=0.1):
             pass
     assert "another job is training it; waiting" in caplog.text and "still waiting" in caplog.text
-    t0 = time.time()
-    with baseline._waiting_lock(path, "k", timeout_h=1, report_s=0.1):  # the other job finishes
-        assert other.poll() is not None and time.time() - t0 < 10
+    other.stdin.write("done\n")  # the other job finishes
+    other.stdin.flush()
+    with baseline._waiting_lock(path, "k", timeout_h=1, report_s=0.1):
+        assert other.wait(timeout=60) == 0
