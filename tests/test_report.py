@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -137,5 +138,8 @@ def test_report_logs_figures_and_table_to_wandb_offline(tmp_path, monkeypatch):
     info = make_report(tmp_path / "s", use_wandb=True)
     runs = list((tmp_path / "s" / "report" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and "bleu_vs_sparsity.png" in info["figures"]
-    record = next(runs[0].glob("run-*.wandb")).read_bytes()
+    record, deadline = b"", time.time() + 60
+    while not (b"bleu_vs_sparsity" in record and b"results" in record) and time.time() < deadline:
+        time.sleep(0.5)  # W&B's service process writes the offline record after finish() returns
+        record = next(runs[0].glob("run-*.wandb")).read_bytes()
     assert b"bleu_vs_sparsity" in record and b"results" in record
