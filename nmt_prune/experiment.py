@@ -31,26 +31,20 @@ from callbacks.masking import (
     han_dropout_rates,
     masks_from_checkpoint,
 )
-from nmt_prune import baseline, resume, saliency, schedules
-from nmt_prune.allocation import EMBEDDING_CLASSES, SCHEMES
+from nmt_prune import baseline, resume, schedules
 from nmt_prune.checkpoints import check_checkpoint
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
 from nmt_prune.data.text import EOS_ID
 from nmt_prune.dead import dead_capacity, target_counts
 from nmt_prune.model import init_weights
 from nmt_prune.module import CONVERGENCE_RULES, NMTModule
+from nmt_prune.plan import _excluded, _theta0_of, validate_prune
 from nmt_prune.runtime import keep_freed_memory
 from nmt_prune.stats import max_pruned_abs, param_stats
 from nmt_prune.validate import ConfigError, check_basics
 
 log = logging.getLogger(__name__)
 LOGGERS = ("wandb", "csv", "none")
-PRUNE_TIMINGS = ("auto", "after_fit", "at_init", "during")
-#: what prune.timing=auto means for each criterion (SNIP is defined at initialisation)
-DEFAULT_TIMING = {"snip": "at_init", "magnitude": "after_fit", "random": "after_fit", "obd": "after_fit"}
-REWINDS = ("none", "init", "reinit")
-#: prune.retrain.until: a fixed number of epochs, or until the convergence rule stops it
-RETRAIN_UNTIL = ("epochs", "converged")
 #: rewind=reinit draws theta_0' from the run's seed plus this (never equal to the original theta_0)
 REINIT_SEED_OFFSET = 1_000_003
 
@@ -256,164 +250,6 @@ def train_dense(
                 checkpoint=best, history=history, training=training, data=_data_summary(cfg, dm))  # fmt: skip
 
 
-# --------------------------------------------------------------------------- pruning
-def _class_names(layers: int) -> list[str]:
-    """Seq2Seq.weight_classes() names, known from the config before any model is built."""
-    return ["src_embed", "tgt_embed", *[f"encoder.layer{k}" for k in range(layers)],
-            *[f"decoder.layer{k}" for k in range(layers)], "attention", "softmax"]  # fmt: skip
-
-
-def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{key}={value!r}; valid choices: {', '.join(choices)}")
-
-
-def _excluded(p: DictConfig, layers: int | None = None) -> list[str]:
-    """prune.exclude as a list (``prune.exclude=softmax`` means ``[softmax]``); with
-    ``prune.only=CLASS``, every other class (``layers``: the model's, to name them)."""
-    if p.get("only") and layers is not None:
-        return [c for c in _class_names(layers) if c != p.only]
-    return [p.exclude] if isinstance(p.exclude, str) else list(p.exclude or [])
-
-
-def validate_prune(cfg: DictConfig) -> str | None:
-    """Check the ``prune`` node before any work; return the timing (None: a dense job, pct=0).
-
-    Every error names the key, the bad value and the valid choices, or the incompatible pair.
-    """
-    p = cfg.prune
-    pct = p.pct
-    if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 <= pct < 100:
-        raise ValueError(f"prune.pct={pct!r}; must be a number in [0, 100) (percent of prunable weights)")
-    _choice("prune.timing", p.timing, PRUNE_TIMINGS)
-    _choice("prune.method", p.method, saliency.CRITERIA)
-    _choice("prune.schedule", p.schedule, schedules.SCHEDULES)
-    timing = DEFAULT_TIMING[p.method] if p.timing == "auto" else p.timing
-    _validate_schedule(p, timing)
-    if p.method == "snip" and timing == "after_fit":
-        raise ValueError("prune.method=snip with prune.timing=after_fit: SNIP is a criterion at "
-                         "initialisation (Lee et al. 2019); use prune.timing=auto or at_init")  # fmt: skip
-    if p.method == "obd" and timing == "at_init":
-        raise ValueError("prune.method=obd with prune.timing=at_init: OBD's saliency assumes a trained "
-                         "model (zero gradient); use prune.timing=auto or after_fit")  # fmt: skip
-    _choice("prune.obd.estimator", p.obd.estimator, saliency.OBD_ESTIMATORS)
-    for key in ("sentences", "samples"):
-        v = p.obd[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"prune.obd.{key}={v!r}; must be an integer >= 1")
-    f = p.snip.fraction
-    if (
-        isinstance(f, bool)
-        or not isinstance(f, (int, float))
-        or (isinstance(f, int) and f < 1)
-        or (isinstance(f, float) and not 0 < f <= 1)
-    ):
-        raise ValueError(f"prune.snip.fraction={f!r}; an integer >= 1 (batches) or a float in (0, 1] "
-                         f"(fraction of the training set)")  # fmt: skip
-    _choice("prune.scheme", p.scheme, SCHEMES)
-    _choice("prune.rewind", p.rewind, REWINDS)
-    classes = _class_names(cfg.model.layers)
-    if p.only is not None:
-        _choice("prune.only", p.only, tuple(classes))
-        if _excluded(p):
-            raise ValueError(f"prune.only={p.only} with prune.exclude={_excluded(p)}: prune.only already "
-                             f"keeps every other class dense; set one of them")  # fmt: skip
-        if not p.include_embeddings and p.only in EMBEDDING_CLASSES:
-            raise ValueError(f"prune.only={p.only} with prune.include_embeddings=false: nothing to prune")
-    bad = [c for c in _excluded(p) if c not in classes]
-    if bad:
-        raise ValueError(f"prune.exclude={_excluded(p)} names unknown classes {bad}; "
-                         f"valid choices: {', '.join(classes)}")  # fmt: skip
-    r = p.retrain
-    if isinstance(r.epochs, bool) or not isinstance(r.epochs, int) or r.epochs < 0:
-        raise ValueError(f"prune.retrain.epochs={r.epochs!r}; must be an integer >= 0 (0 = no retraining)")
-    if not r.lr_factor > 0:
-        raise ValueError(f"prune.retrain.lr_factor={r.lr_factor!r}; must be > 0")
-    if isinstance(r.halve_every, bool) or not isinstance(r.halve_every, int) or r.halve_every < 1:
-        raise ValueError(f"prune.retrain.halve_every={r.halve_every!r}; must be an integer >= 1")
-    _choice("prune.retrain.until", r.until, RETRAIN_UNTIL)
-    if r.until == "converged" and cfg.lr_schedule.name not in CONVERGENCE_RULES:
-        raise ValueError(f"prune.retrain.until=converged with lr_schedule={cfg.lr_schedule.name}: retraining "
-                         f"converges by the job's rule; set lr_schedule={' or '.join(CONVERGENCE_RULES)} "
-                         f"(it rules the dense training too)")  # fmt: skip
-    if p.method == "random" and p.scheme == "distribution":
-        raise ValueError("prune.method=random with prune.scheme=distribution: random scores have no "
-                         "class scale to normalise by; use prune.scheme=blind or uniform")  # fmt: skip
-    if pct == 0 and p.timing == "after_fit":  # the dense control: the baseline retrained, nothing pruned
-        if p.schedule != "one_shot" or p.rewind != "none":
-            raise ValueError(f"prune.pct=0 with prune.timing=after_fit (the dense control: the baseline "
-                             f"retrained with the retraining recipe) takes prune.schedule=one_shot and "
-                             f"prune.rewind=none; got schedule={p.schedule}, rewind={p.rewind}")  # fmt: skip
-        return "after_fit"
-    if pct == 0:
-        if p.schedule != "one_shot":
-            raise ValueError(f"prune.schedule={p.schedule} with prune.pct=0: a pct=0 job trains the dense "
-                             f"model and prunes nothing; set prune.pct > 0 (the final sparsity)")  # fmt: skip
-        for key in ("baseline",):
-            if p[key]:
-                raise ValueError(f"prune.{key}={p[key]!r} with prune.pct=0: a pct=0 job trains the dense "
-                                 f"model and prunes nothing; set prune.pct > 0")  # fmt: skip
-        if p.rewind != "none":
-            raise ValueError(f"prune.rewind={p.rewind} with prune.pct=0: nothing is pruned; set pct > 0")
-        return None
-    if timing in ("at_init", "during"):
-        for key, bad_value in (("baseline", bool(p.baseline)), ("rewind", p.rewind != "none")):
-            if bad_value:
-                raise ValueError(f"prune.{key}={p[key]!r} with prune.timing={timing} (method {p.method}): "
-                                 f"this timing trains from the initialisation; {key} applies "
-                                 f"to pruning after fit")  # fmt: skip
-    if p.baseline:
-        if not Path(p.baseline).is_file():
-            raise FileNotFoundError(f"prune.baseline={p.baseline} does not exist")
-        if p.rewind == "init" and _theta0_of(p.baseline) is None:
-            raise ValueError(
-                f"prune.rewind=init with prune.baseline={p.baseline}: no theta0.pt (the initial "
-                f"weights) next to it; use a checkpoint from an nmt-prune dense run, or rewind=reinit"
-            )
-    return timing
-
-
-def _validate_schedule(p: DictConfig, timing: str) -> None:
-    """The schedule's own checks that need no data (those that do: ``schedules.build``)."""
-    scheduled = p.schedule != "one_shot"
-    if scheduled and p.method == "snip":
-        raise ValueError(f"prune.method=snip with prune.schedule={p.schedule}: SNIP prunes once, at "
-                         f"initialisation (Lee et al. 2019); use prune.schedule=one_shot")  # fmt: skip
-    if timing == "during" and p.schedule not in ("gradual", "linear"):
-        raise ValueError(f"prune.timing=during with prune.schedule={p.schedule}: pruning while training from "
-                         f"scratch needs prune.schedule=gradual or linear")  # fmt: skip
-    if timing == "during" and p.method == "obd":
-        raise ValueError("prune.method=obd with prune.timing=during: OBD's saliency assumes a trained model "
-                         "(zero gradient); use prune.timing=after_fit")  # fmt: skip
-    if timing == "at_init" and scheduled:
-        raise ValueError(f"prune.schedule={p.schedule} with prune.timing=at_init: at_init prunes once "
-                         f"before training; use prune.timing=during (gradual, linear from scratch) "
-                         f"or after_fit")  # fmt: skip
-    if scheduled and p.rewind != "none":
-        raise ValueError(f"prune.rewind={p.rewind} with prune.schedule={p.schedule}: rewinding applies to "
-                         f"one-shot pruning; use prune.rewind=none")  # fmt: skip
-    for key in ("regrow", "dropout_adjust"):
-        if not isinstance(p[key], bool):
-            raise ValueError(f"prune.{key}={p[key]!r}; must be true or false")
-    if p.regrow and (not scheduled or p.method != "magnitude"):
-        raise ValueError(f"prune.regrow=true with prune.schedule={p.schedule}, prune.method={p.method}: "
-                         f"regrowth ranks pruned weights by the magnitude they were pruned at; it needs "
-                         f"a schedule (iterative, gradual, linear) and prune.method=magnitude")  # fmt: skip
-    if p.dropout_adjust and not scheduled and p.retrain.epochs == 0:
-        raise ValueError("prune.dropout_adjust=true with prune.retrain.epochs=0: nothing trains after "
-                         "pruning")  # fmt: skip
-    thr = p.iterative.threshold
-    if thr is not None:
-        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or thr <= 0:
-            raise ValueError(f"prune.iterative.threshold={thr!r}; must be a number > 0 (or null)")
-        if p.schedule != "iterative" or p.method != "magnitude" or p.scheme == "uniform":
-            raise ValueError(
-                f"prune.iterative.threshold={thr} needs prune.schedule=iterative, prune.method=magnitude and "
-                f"prune.scheme=blind (|w| < threshold) or distribution (|w| < threshold x sigma_c); got "
-                f"schedule={p.schedule}, method={p.method}, scheme={p.scheme}"
-            )
-
-
 def _steps_per_epoch(cfg: DictConfig, dm: NMTDataModule) -> int:
     """Optimizer steps per training epoch (honours trainer.limit_train_batches)."""
     n = len(dm.train_dataloader())
@@ -435,14 +271,6 @@ def build_schedule(cfg: DictConfig, dm: NMTDataModule, timing: str) -> schedules
         key = "trainer.max_epochs" if timing == "during" else "prune.retrain.epochs"
         raise ValueError(f"prune.schedule={p['schedule']} needs training to prune during: {key}=0")
     return schedules.build(p["schedule"], p["pct"], p, _steps_per_epoch(cfg, dm), epochs)
-
-
-def _theta0_of(ckpt: str) -> Path | None:
-    """theta0.pt of the run that wrote ``ckpt``: beside it (cache) or in the run directory."""
-    for d in (Path(ckpt).parent, Path(ckpt).parent.parent):
-        if (d / "theta0.pt").is_file():
-            return d / "theta0.pt"
-    return None
 
 
 def _load_weights(module: NMTModule, path: str, key: str) -> None:
