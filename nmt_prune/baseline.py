@@ -2,9 +2,20 @@
 
 Prune-after-fit jobs that share data, model, initialisation, optimiser, LR schedule, loss,
 trainer settings and seed share one trained dense model. The cache key is a hash of exactly those
-config parts (resolved); ``<cache>/dense/<key>/`` holds ``best.ckpt``, ``theta0.pt`` (the initial
-weights, for lottery-ticket rewinding), ``results.json`` (the dense figures) and
-``config.yaml`` (the keyed config, for humans).
+config parts (resolved), of the data's content (the SHA-256 of every split file, so a corpus edited
+in place, or a toy corpus of another grammar version, gets a new entry; where the files lie does
+not count) and of the code that decides what a dense training learns (``CODE_FILES``, compared as
+syntax trees without docstrings: comments, formatting and docs do not count, a changed line of
+code does). ``<cache>/dense/<key>/`` holds ``best.ckpt``, ``theta0.pt`` (the initial weights,
+for lottery-ticket rewinding), ``results.json`` (the dense figures) and ``config.yaml`` (the keyed
+config and fingerprints, for humans).
+
+Adoption: when the key misses but an entry exists for the same config made by other code (or by
+a version of this cache from before the fingerprints), the entry is re-measured with the code and
+data of this job (its validation perplexity, and the vocabularies word for word): if they
+reproduce what the entry recorded, the entry is adopted under the new key (hard links, its
+``results.json`` says ``adopted`` from where and both perplexities), so a refactoring of the
+model code does not throw away hours of training; if they do not, a new model is trained.
 
 A file lock (``<key>.lock``) makes parallel jobs wait for one training instead of each running
 their own. The entry is built in ``.<key>.partial`` and renamed into place when complete, so a
@@ -15,7 +26,9 @@ the end of a session) or, if there is none that loads, starts it over.
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -32,21 +45,50 @@ from nmt_prune.resume import loadable
 
 log = logging.getLogger(__name__)
 
-#: the config parts a dense training depends on (bump FORMAT if the training code changes meaning)
+#: the config parts a dense training depends on
 KEY_PARTS = ("data", "model", "init", "optim", "lr_schedule", "loss", "trainer", "seed")
-FORMAT = 1
+#: the source files (under the project root) whose code decides what a dense training learns
+CODE_FILES = ("nmt_prune/model.py", "nmt_prune/module.py", "nmt_prune/search.py", "nmt_prune/data/text.py",
+              "nmt_prune/data/datamodule.py", "nmt_prune/data/corpus.py", "nmt_prune/data/toy.py",
+              "callbacks/convergence.py")  # fmt: skip
+FORMAT = 2  # 1: no fingerprints, data.root in the key
+#: relative difference of the re-measured val perplexity that still counts as reproduced
+ADOPT_RTOL = 1e-3
 #: trainer keys that change how a run looks, not what it learns
 _TRAINER_COSMETIC = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
 
 
-def key_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config parts that determine the dense model, with data.root made absolute."""
+def _code_digest(path: Path) -> str:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):  # docstrings are documentation, not code
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+
+
+@functools.cache
+def code_version() -> str:
+    """A hash of ``CODE_FILES`` as syntax trees without docstrings (16 hex digits)."""
+    root = Path(__file__).resolve().parent.parent
+    blob = "".join(f"{f}:{_code_digest(root / f)}\n" for f in CODE_FILES)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def key_config(cfg: DictConfig, data_fingerprint: str | None = None) -> dict[str, Any]:
+    """The resolved config parts that determine the dense model, and the fingerprints of the data
+    (``data_fingerprint``: the data module's) and of the code."""
     parts = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
              for k in KEY_PARTS}  # fmt: skip
     data = parts["data"]
     data.pop("download", None)
-    if data.get("root"):
-        data["root"] = str(Path(data["root"]).resolve())
+    data.pop("root", None)  # where the files lie does not count; what they hold does
     for k in _TRAINER_COSMETIC:
         parts["trainer"].pop(k, None)
     # an option that is off trains exactly as before it existed: leaving it out of the key keeps
@@ -55,11 +97,12 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
     if wp is not None and (wp.get("type") == "none" or not wp.get("strength")):
         parts["loss"].pop("weight_penalty")
     parts["format"] = FORMAT
+    parts["fingerprint"] = {"data": data_fingerprint, "code": code_version()}
     return parts
 
 
-def cache_key(cfg: DictConfig) -> str:
-    blob = json.dumps(key_config(cfg), sort_keys=True, default=str)
+def cache_key(cfg: DictConfig, data_fingerprint: str | None = None) -> str:
+    blob = json.dumps(key_config(cfg, data_fingerprint), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -98,21 +141,101 @@ def _waiting_lock(path: Path, key: str, timeout_h: float = LOCK_TIMEOUT_H, repor
         lock.release()
 
 
-def obtain(cfg: DictConfig, train: Callable[[Path, str | None], dict[str, Any]]) -> dict[str, Any]:
+def _comparable(parts: dict[str, Any]) -> dict[str, Any]:
+    """A key config without what adoption re-checks by measurement (fingerprints, format) and
+    without data.root (format 1 kept it)."""
+    out = {k: v for k, v in parts.items() if k not in ("format", "fingerprint")}
+    out["data"] = {k: v for k, v in out["data"].items() if k != "root"}
+    return out
+
+
+def _write_entry(d: Path, cfg: DictConfig, data_fp: str | None, res: dict[str, Any]) -> None:
+    for name in ("config.yaml", "results.json"):  # new files, never edits of a hard-linked one
+        (d / name).unlink(missing_ok=True)
+    (d / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(key_config(cfg, data_fp))))
+    (d / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+
+
+def _adopt(
+    root: Path, key: str, cfg: DictConfig, data_fp: str | None, measure: Callable[[Path], float]
+) -> bool:
+    """Adopt as ``key`` (hard links) an entry of the same config made by other code or an older
+    cache format whose val perplexity ``measure(best.ckpt)`` reproduces; whether one was."""
+    want = _comparable(key_config(cfg, data_fp))
+    for entry in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        try:
+            parts = OmegaConf.to_container(OmegaConf.load(entry / "config.yaml"), resolve=True)
+            res = json.loads((entry / "results.json").read_text())
+            recorded = float(res["val_ppl"])
+        except Exception:  # not an entry, or a broken one: never adopted
+            continue
+        theirs = parts.get("fingerprint") or {}
+        if _comparable(parts) != want or theirs.get("data") not in (None, data_fp):
+            continue
+        try:
+            now = measure(entry / "best.ckpt")
+        except ValueError as e:  # other vocabularies, other shapes: another model
+            log.info("dense baseline %s: not adopted (%s)", entry.name, e)
+            continue
+        if abs(now - recorded) > ADOPT_RTOL * recorded:
+            log.info(
+                "dense baseline %s: not adopted: val ppl %.4f re-measured, %.4f recorded",
+                entry.name,
+                now,
+                recorded,
+            )
+            continue
+        tmp = root / f".{key}.adopt"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(entry, tmp, copy_function=os.link)
+        res["adopted"] = {
+            "from": entry.name,
+            "format": parts.get("format", 1),
+            "code": theirs.get("code"),
+            "val_ppl_recorded": recorded,
+            "val_ppl_measured": now,
+        }
+        _write_entry(tmp, cfg, data_fp, res)
+        os.replace(tmp, root / key)
+        log.info(
+            "dense baseline %s adopted from %s (made by other code): val ppl %.4f re-measured, %.4f recorded",
+            key,
+            entry.name,
+            now,
+            recorded,
+        )
+        return True
+    return False
+
+
+def obtain(
+    cfg: DictConfig,
+    train: Callable[[Path, str | None], dict[str, Any]],
+    data_fingerprint: str | None = None,
+    measure: Callable[[Path], float] | None = None,
+) -> dict[str, Any]:
     """The dense baseline for ``cfg``: from the cache, or trained now by ``train(out_dir, resume)``
     (``resume``: a checkpoint of an earlier, killed attempt to continue from, or None).
 
     ``train`` must write ``checkpoints/best.ckpt`` and ``theta0.pt`` under
-    ``out_dir`` and return the dense results dict. Returns that dict (read back from the cache)
-    with ``checkpoint``, ``theta0``, ``cache_key``, ``cache_dir`` and ``trained_here`` (true in
-    the one job that trained it).
+    ``out_dir`` and return the dense results dict. ``data_fingerprint``: the data module's.
+    ``measure(checkpoint)``: the val perplexity of a checkpoint with this job's code and data
+    (raising ValueError for a checkpoint of other vocabularies); given, an entry of the same
+    config made by other code is adopted when it reproduces (module docstring). Returns the dense
+    results dict (read back from the cache) with ``checkpoint``, ``theta0``, ``cache_key``,
+    ``cache_dir`` and ``trained_here`` (true in the one job that trained it).
     """
     root = Path(cfg.paths.cache_dir) / "dense"
     root.mkdir(parents=True, exist_ok=True)
-    key = cache_key(cfg)
+    key = cache_key(cfg, data_fingerprint)
     final = root / key
     trained_here = False
     with _waiting_lock(root / f"{key}.lock", key):
+        adopted = (
+            measure is not None
+            and not (final / "results.json").is_file()
+            and _adopt(root, key, cfg, data_fingerprint, measure)
+        )
         if not (final / "results.json").is_file():
             for stale in root.glob(f".{key}.tmp-*"):  # older naming of a killed job's dir; we hold the lock
                 shutil.rmtree(stale, ignore_errors=True)
@@ -137,12 +260,14 @@ def obtain(cfg: DictConfig, train: Callable[[Path, str | None], dict[str, Any]])
             shutil.rmtree(tmp / "checkpoints")  # last.ckpt etc.: not needed, large
             res = {k: v for k, v in res.items() if k not in ("checkpoint",)}
             res["eval"] = OmegaConf.to_container(cfg.eval, resolve=True)  # how its figures were measured
-            (tmp / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(key_config(cfg))))
+            (tmp / "config.yaml").write_text(
+                OmegaConf.to_yaml(OmegaConf.create(key_config(cfg, data_fingerprint)))
+            )
             (tmp / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)  # atomic: the entry appears complete or not at all
             trained_here = True
-        else:
+        elif not adopted:
             log.info("dense baseline %s found in the cache (%s)", key, final)
     res = json.loads((final / "results.json").read_text())
     res.update(checkpoint=str(final / "best.ckpt"), theta0=str(final / "theta0.pt"), cache_key=key,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import netrc
 import os
 import sys
@@ -277,6 +278,19 @@ def _load_weights(module: NMTModule, path: str, key: str) -> None:
     module.load_state_dict(check_checkpoint(path, module, key)["state_dict"])
 
 
+@torch.no_grad()
+def val_ppl(cfg: DictConfig, dm: NMTDataModule, ckpt: str) -> float:
+    """Validation perplexity of the model in ``ckpt`` (a model of ``cfg`` with ``dm``'s
+    vocabularies, else ValueError), measured as validation does, without a Trainer."""
+    module = build_module(cfg, dm)
+    _load_weights(module, ckpt, "dense cache entry")
+    module.eval()
+    nll, ntok = 0.0, 0
+    for batch in dm.val_dataloader():
+        nll, ntok = nll + float(module.nll(batch, 0.0)), ntok + batch["ntok"]
+    return math.exp(min(nll / ntok, 50.0))
+
+
 def _retrain_config(cfg: DictConfig) -> DictConfig:
     """The config the pruned model trains with.
 
@@ -301,7 +315,7 @@ def _retrain_config(cfg: DictConfig) -> DictConfig:
 _FIGURES = ("val_ppl", "val_bleu", "test_ppl", "test_bleu", "test_bleu_lc")
 #: results.json ``dense`` of a pruned job: the baseline's figures (measured with the job's eval
 #: settings: ``eval``; ``measured_here`` when the job measured them) and where it came from
-_DENSE_KEYS = (*_FIGURES, "checkpoint", "cache_key", "trained_here", "training", "eval", "measured_here")
+_DENSE_KEYS = (*_FIGURES, "checkpoint", "cache_key", "trained_here", "adopted", "training", "eval", "measured_here")
 
 
 #: prune.obd.estimator=exact costs one backward pass per weight: tiny models only
@@ -390,7 +404,8 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     else:
         dense = baseline.obtain(
             cfg, lambda d, last: train_dense(cfg, dm, d, CSVLogger(save_dir=str(d), name="csv", version=""),
-                                             resume=last)
+                                             resume=last),
+            dm.fingerprint, lambda ckpt: val_ppl(cfg, dm, str(ckpt)),
         )  # fmt: skip
     _load_weights(module, dense["checkpoint"], "prune.baseline" if p.baseline else "the dense cache entry")
     job_eval = OmegaConf.to_container(cfg.eval, resolve=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -111,3 +112,61 @@ def test_a_waiting_job_says_so_and_gives_up_with_a_clear_error(tmp_path, caplog)
     other.stdin.flush()
     with baseline._waiting_lock(path, "k", timeout_h=1, report_s=0.1):
         assert other.wait(timeout=60) == 0
+
+
+# ----------------------------------------------------------------------- content and code in the key
+_TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=3", "eval.beam_size=1", "eval.val_bleu=false",
+         "prune.retrain.epochs=0", "prune.pct=50")  # fmt: skip
+
+
+def test_code_version_ignores_docs_and_formatting_but_not_code(tmp_path):
+    a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
+    a.write_text('def f(x):\n    """Doc."""\n    return x + 1\n')
+    b.write_text(
+        '# a comment\ndef f(x):\n    """Other doc, longer."""\n\n    return (x\n            + 1)  # why\n'
+    )
+    c.write_text('def f(x):\n    """Doc."""\n    return x + 2\n')
+    assert baseline._code_digest(a) == baseline._code_digest(b) != baseline._code_digest(c)
+    root = Path(baseline.__file__).resolve().parent.parent
+    assert all((root / f).is_file() for f in baseline.CODE_FILES)  # the list names files that exist
+
+
+def test_an_edited_corpus_gets_a_new_entry_not_the_stale_model(tmp_path):
+    from nmt_prune.experiment import run
+
+    corpus = tmp_path / "corpus"
+    first = run(make_cfg(tmp_path, *_TINY, f"data.root={corpus}"))
+    assert first["status"] == "ok" and first["dense"]["trained_here"]
+    lines = (corpus / "train.tgt").read_text().splitlines()
+    lines[0] = lines[0] + " x"  # one word of one training sentence, in place
+    (corpus / "train.tgt").write_text("\n".join(lines) + "\n")
+    again = run(make_cfg(tmp_path, *_TINY, f"data.root={corpus}", "paths.output_dir=" + str(tmp_path / "o2")))
+    assert again["status"] == "ok" and again["dense"]["trained_here"]  # not adopted: the data differ
+    assert again["dense"]["cache_key"] != first["dense"]["cache_key"]
+    moved = tmp_path / "moved"
+    corpus.rename(moved)  # the same files elsewhere: the same entry
+    third = run(make_cfg(tmp_path, *_TINY, f"data.root={moved}", "paths.output_dir=" + str(tmp_path / "o3")))
+    assert third["dense"]["cache_key"] == again["dense"]["cache_key"] and not third["dense"]["trained_here"]
+
+
+def test_other_code_gets_a_new_key_and_adopts_the_entry_only_if_it_reproduces(tmp_path, monkeypatch):
+    from nmt_prune.experiment import run
+
+    first = run(make_cfg(tmp_path, *_TINY))
+    key1 = first["dense"]["cache_key"]
+    monkeypatch.setattr(baseline, "code_version", lambda: "other-code")
+    second = run(make_cfg(tmp_path, *_TINY, "paths.output_dir=" + str(tmp_path / "o2")))
+    d = second["dense"]
+    assert d["cache_key"] != key1 and not d["trained_here"]  # adopted, not trained
+    assert d["adopted"]["from"] == key1
+    assert d["adopted"]["val_ppl_measured"] == pytest.approx(d["adopted"]["val_ppl_recorded"], rel=1e-6)
+    assert second["test_ppl"] == pytest.approx(first["test_ppl"], rel=1e-6)  # the same dense model pruned
+
+    for entry in (tmp_path / "cache" / "dense").glob("*/results.json"):
+        rec = json.loads(entry.read_text())
+        rec["val_ppl"] *= 1.01  # what the entries recorded is not what their model does now
+        entry.unlink()  # (a hard link of the adopted entry's: replaced, not edited)
+        entry.write_text(json.dumps(rec))
+    monkeypatch.setattr(baseline, "code_version", lambda: "third-code")
+    third = run(make_cfg(tmp_path, *_TINY, "paths.output_dir=" + str(tmp_path / "o3")))
+    assert third["dense"]["trained_here"] and third["dense"].get("adopted") is None

@@ -42,6 +42,12 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def data_fingerprint(paths: list[Path]) -> str:
+    """One hash of the files' names (without their directory) and contents (16 hex digits)."""
+    blob = "".join(f"{p.name}:{sha256(p)}\n" for p in paths)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def download_multi30k(
     dest: Path,
     files: list[str],

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from nmt_prune.data.corpus import (
     MULTI30K_SHA256,
+    data_fingerprint,
     download_multi30k,
     drop_noise,
     read_parallel,
@@ -154,6 +155,8 @@ class NMTDataModule(pl.LightningDataModule):
             raise ValueError(f"data.name={cfg.name!r}; valid choices: {DATASETS}")
         self.cfg, self.cache_dir, self.seed = cfg, Path(cache_dir), seed
         self.splits: dict[str, Split] = {}
+        #: the SHA-256 of the split files' content (set by ``setup``): what the data *is*
+        self.fingerprint: str | None = None
         self.n_dropped = {"noise": 0, "too_long": 0}
 
     # ----------------------------------------------------------------------- files
@@ -190,6 +193,9 @@ class NMTDataModule(pl.LightningDataModule):
         if self.splits:
             return
         cfg, d = self.cfg, self.data_dir()
+        self.fingerprint = data_fingerprint(
+            [d / f"{cfg.splits[s]}.{lang}" for s in SPLITS for lang in (cfg.src_lang, cfg.tgt_lang)]
+        )
         raw = {s: read_parallel(d / f"{cfg.splits[s]}.{cfg.src_lang}",
                                 d / f"{cfg.splits[s]}.{cfg.tgt_lang}") for s in SPLITS}  # fmt: skip
         for s, (src, _) in raw.items():
