@@ -237,9 +237,8 @@ def train_dense(
     if not theta0.exists():  # a resumed run keeps the theta_0 of its first start
         torch.save(module.model.state_dict(), theta0)
     trainer = _trainer(cfg, out, logger, callbacks, monitor=monitor)
-    t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
-    train_s = time.perf_counter() - t0
+    train_s = module.fit_s()  # the attempts it resumed included
     history = list(module.history)  # loading the best checkpoint below rolls it back
     training = _training(trainer)
     best = trainer.checkpoint_callback.best_model_path or None
@@ -315,7 +314,16 @@ def _retrain_config(cfg: DictConfig) -> DictConfig:
 _FIGURES = ("val_ppl", "val_bleu", "test_ppl", "test_bleu", "test_bleu_lc")
 #: results.json ``dense`` of a pruned job: the baseline's figures (measured with the job's eval
 #: settings: ``eval``; ``measured_here`` when the job measured them) and where it came from
-_DENSE_KEYS = (*_FIGURES, "checkpoint", "cache_key", "trained_here", "adopted", "training", "eval", "measured_here")
+_DENSE_KEYS = (
+    *_FIGURES,
+    "checkpoint",
+    "cache_key",
+    "trained_here",
+    "adopted",
+    "training",
+    "eval",
+    "measured_here",
+)
 
 
 #: prune.obd.estimator=exact costs one backward pass per weight: tiny models only
@@ -452,9 +460,8 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     retrain_s, history, training = 0.0, [], None
     if epochs > 0:
         trainer = _trainer(rcfg, out, logger, [pruner])
-        t0 = time.perf_counter()
         trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
-        retrain_s = time.perf_counter() - t0
+        retrain_s = rmodule.fit_s()  # the attempts it resumed included
         history = list(rmodule.history)
         training = _training(trainer)
         best = trainer.checkpoint_callback.best_model_path or None
@@ -507,9 +514,8 @@ def _scheduled_after_fit(
     trainer = _trainer(rcfg, out, logger, [pruner], monitor="val/ppl_at_target")
     for lg in trainer.loggers:
         lg.log_metrics(figures, step=0)
-    t0 = time.perf_counter()
     trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
-    retrain_s = time.perf_counter() - t0 - pruner.prune_s
+    retrain_s = rmodule.fit_s() - pruner.prune_s
     history = list(rmodule.history)
     training = _training(trainer)
     best = trainer.checkpoint_callback.best_model_path or None
@@ -592,6 +598,7 @@ def run(
                 return prev
             if action == "resume":
                 log.info("resuming the unfinished earlier attempt from %s", last)
+                resume.stash_csv(out)
                 cfg.ckpt_path = results["resumed_from"] = last
         _write_results(out, results)  # status running: a killed job is recognisable as such
         threads = effective_threads(cfg.threads, job.get("parallel_jobs", 1))
@@ -625,6 +632,7 @@ def run(
     finally:
         if not skipped:
             _write_results(out, results)
+            resume.merge_csv(out)
         if isinstance(logger, WandbLogger):
             import wandb
 

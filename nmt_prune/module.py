@@ -74,6 +74,7 @@ class NMTModule(pl.LightningModule):
         self.hyps: dict[int, str] = {}
         self.decode_s = 0.0  # seconds spent in search (greedy/beam) on the current eval split
         self.history: list[dict[str, float]] = []
+        self.fit_s_earlier, self._fit_t0 = 0.0, time.perf_counter()  # fit seconds of resumed attempts
         #: set by a pruning schedule: False until its final sparsity is reached; when not None the
         #: module logs ``val/ppl_at_target`` (inf before) so checkpoints are chosen among epochs
         #: at the final sparsity only
@@ -208,12 +209,23 @@ class NMTModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "monitor": "val/ppl"}}
 
     # ----------------------------------------------------------------------- checkpoints
+    def on_fit_start(self) -> None:
+        self._fit_t0 = time.perf_counter()
+
+    def fit_s(self) -> float:
+        """Seconds this fit has run, the earlier attempts it resumed included (up to their last
+        checkpoint: the time after it was lost with the attempt)."""
+        return self.fit_s_earlier + time.perf_counter() - self._fit_t0
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["data_state"] = self.data_state
         checkpoint["history"] = self.history
+        if self.trainer.state.fn == "fit":
+            checkpoint["fit_s"] = self.fit_s()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = list(checkpoint.get("history", []))
+        self.fit_s_earlier = float(checkpoint.get("fit_s", 0.0))
 
     @classmethod
     def from_checkpoint(cls, path: str, map_location: str = "cpu") -> NMTModule:

@@ -9,12 +9,17 @@ earlier ``results.json``. With ``resume=true`` (the default):
 - anything else (failed, another config, no checkpoint): the job runs again from the start, and
   the earlier attempt's checkpoints are removed so they cannot be mistaken for this run's.
 
+A resumed job's CSV log (``csv/metrics.csv``) continues the earlier attempts' rows: Lightning's
+CSV logger would start the file over, so the earlier rows are kept aside (``stash_csv``) and put
+back in front of the new ones when the job ends (``merge_csv``), killed again or not.
+
 "The same config" ignores the keys that say where or how fast a job runs (``VOLATILE``, the
 progress bar, ``data.root``: the keys Hydra leaves out of job directory names too).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import shutil
@@ -85,3 +90,44 @@ def decide(out: Path, config: dict[str, Any]) -> tuple[str, dict[str, Any] | Non
         )
         shutil.rmtree(out / "checkpoints")
     return "run", None, None
+
+
+def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.is_file():
+        return [], []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _write_rows(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def _merge(first: Path, second: Path, dest: Path) -> None:
+    """``first``'s rows then ``second``'s, under the union of their columns, into ``dest``."""
+    (f1, r1), (f2, r2) = _rows(first), _rows(second)
+    _write_rows(dest, f1 + [c for c in f2 if c not in f1], r1 + r2)
+
+
+def stash_csv(out: Path) -> None:
+    """Before a resumed attempt: the CSV rows so far go to ``csv/metrics.earlier.csv``."""
+    log_dir = out / "csv"
+    cur, earlier = log_dir / "metrics.csv", log_dir / "metrics.earlier.csv"
+    if cur.is_file():
+        _merge(earlier, cur, earlier)
+        cur.unlink()
+
+
+def merge_csv(out: Path) -> None:
+    """After an attempt: the stashed rows back in front of this attempt's, in ``csv/metrics.csv``."""
+    log_dir = out / "csv"
+    cur, earlier = log_dir / "metrics.csv", log_dir / "metrics.earlier.csv"
+    if earlier.is_file():
+        _merge(earlier, cur, cur)
+        earlier.unlink()

@@ -3,6 +3,7 @@ killed ones from their last checkpoint and runs the rest (nmt_prune/resume.py)."
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -140,7 +141,8 @@ def test_killed_multirun_resumes_without_rerunning_finished_jobs(tmp_path):
 def test_sigterm_exits_non_zero_as_interrupted_and_the_rerun_resumes(tmp_path):
     """What SLURM sends before it kills a preempted or timed-out job."""
     out = tmp_path / "run"
-    args = [sys.executable, "run.py", *SWEEP[2:], f"hydra.run.dir={out}", "trainer.max_epochs=150"]
+    base = [a if a != "logger=none" else "logger=csv" for a in SWEEP[2:]]
+    args = [sys.executable, "run.py", *base, f"hydra.run.dir={out}", "trainer.max_epochs=150"]
     args.append(f"paths.cache_dir={tmp_path / 'cache'}")
     job = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -157,3 +159,8 @@ def test_sigterm_exits_non_zero_as_interrupted_and_the_rerun_resumes(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["status"] == "ok" and res["resumed_from"] == str(out / "checkpoints" / "last.ckpt")
     assert [h["epoch"] for h in res["history"]] == list(range(150))
+    # the time and the log of the attempt before the SIGTERM are kept, not only the resumed part
+    assert res["timings"]["train_s"] >= sum(h["train_s"] + h["val_s"] for h in res["history"])
+    with (out / "csv" / "metrics.csv").open() as f:
+        epochs = sorted(int(float(r["epoch"])) for r in csv.DictReader(f) if r.get("val/ppl"))
+    assert epochs[:150] == list(range(150)) and not (out / "csv" / "metrics.earlier.csv").exists()
