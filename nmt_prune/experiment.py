@@ -34,6 +34,7 @@ from callbacks.masking import (
 )
 from nmt_prune import baseline, resume, schedules
 from nmt_prune.checkpoints import check_checkpoint
+from nmt_prune.console import quiet_console, result_line
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
 from nmt_prune.data.text import EOS_ID
 from nmt_prune.dead import dead_capacity, target_counts
@@ -579,9 +580,7 @@ def run(
                                "config": _config_record(cfg), **_scheduler_record()}  # fmt: skip
     logger: Logger | bool = False
     skipped = False
-    for name in ("lightning.pytorch", "lightning.fabric"):  # one handler (Hydra's root), not two
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+    quiet_console()
     try:
         if cfg.logger.name not in LOGGERS:
             raise ValueError(f"logger.name={cfg.logger.name!r}; valid choices: {LOGGERS}")
@@ -633,6 +632,7 @@ def run(
         if not skipped:
             _write_results(out, results)
             resume.merge_csv(out)
+            log.info("%s", result_line(results, out))
         if isinstance(logger, WandbLogger):
             import wandb
 

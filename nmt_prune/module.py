@@ -181,7 +181,17 @@ class NMTModule(pl.LightningModule):
                "val_s": time.perf_counter() - self._val_t0, "lr": self._epoch_lr,
                **{k.replace("/", "_"): v for k, v in metrics.items()}}  # fmt: skip
         self.history.append(row)
+        bleu = f", val BLEU {row['val_bleu']:.2f}" if "val_bleu" in row else ""
         log.info(
+            "epoch %d: train %.1f s (%.0f tok/s), lr %.3g, val ppl %.3f%s",
+            row["epoch"],
+            train_s,
+            row["tok_per_s"],
+            row["lr"],
+            row["val_ppl"],
+            bleu,
+        )
+        log.debug(
             "epoch %d: %s", row["epoch"], ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
         )
         self.log_dict({"train/epoch_s": train_s, "train/tok_per_s": row["tok_per_s"]})

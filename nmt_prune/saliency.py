@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nmt_prune.console import Progress
 from nmt_prune.data.text import PAD_ID
 
 CRITERIA = ("magnitude", "random", "obd", "snip")
@@ -132,7 +133,9 @@ def hessian_diagonal(
             return dict(zip(names, diag))
         gen = torch.Generator().manual_seed(seed) if estimator == "ggn_mc" else None
         draws = samples if estimator == "ggn_mc" else 1
+        progress = Progress(f"OBD Hessian diagonal ({estimator})", n, "sentences")
         for b in examples:
+            progress.step()
             b = _batch_to(b, device)
             for _ in range(draws):
                 grads = torch.autograd.grad(sentence_loss(model, b, gen), ps)
@@ -173,8 +176,11 @@ def snip(model: nn.Module, names: Sequence[str], batches: Iterable[dict[str, Ten
     ps = [params[n] for n in names]
     total = [torch.zeros_like(p, dtype=_acc(p)) for p in ps]
     device = ps[0].device
+    batches = list(batches)
+    progress = Progress("SNIP scoring", len(batches), "batches")
     with _eval_mode(model):
         for b in batches:
+            progress.step()
             grads = torch.autograd.grad(sentence_loss(model, _batch_to(b, device)), ps)
             for t, g in zip(total, grads):
                 t.add_(g.to(t.dtype))

@@ -160,6 +160,23 @@ def test_run_py_with_wandb_offline(tmp_path):
     assert b"timings/train_s" in record and b"params/nonzero" in record
 
 
+def test_console_is_one_line_per_epoch_and_ends_with_the_result(tmp_path):
+    small = ["data.toy_sizes.train=200", "data.toy_sizes.val=20", "data.toy_sizes.test=20"]
+    p = _cli(
+        tmp_path, "logger=none", "prune.pct=50", *small, "trainer.max_epochs=2", "prune.retrain.epochs=1"
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = [ln.split("] - ", 1)[-1] for ln in (p.stdout + p.stderr).splitlines() if ln.strip()]
+    assert len(lines) == len(set(lines)), lines  # nothing printed twice
+    assert not any("GPU available" in ln or "Tip" in ln or "Warning" in ln for ln in lines), lines
+    assert sum(ln.startswith("epoch ") for ln in lines) == 3  # 2 dense, 1 retraining
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    last = p.stdout.strip().splitlines()[-1]
+    assert f"ok: test BLEU {res['test_bleu']:.2f}, dense {res['dense']['test_bleu']:.2f}" in last
+    assert last.endswith(str(tmp_path / "out" / "results.json"))
+    assert "GPU available" in (tmp_path / "out" / "run.log").read_text()  # Lightning's notices: in the log
+
+
 @pytest.mark.slow
 def test_default_job_learns_the_toy_task(tmp_path):
     """The README's main job, as is (toy corpus, model=small, batch 32, 8 epochs, a few minutes)."""

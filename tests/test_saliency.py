@@ -179,3 +179,16 @@ def test_scoring_mode_is_training_mode_without_dropout():
         inside = [sentence_loss(m, b) for b in ex]
     assert [float(x) for x in inside] == [float(x) for x in reference]
     assert not m.training and set(m.dropout_p.values()) == {0.3} and m.encoder.dropout == 0.3
+
+
+def test_long_scoring_says_how_far_it_is(caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="nmt_prune.console")
+    model = _tiny(4)
+    names = [n for n, p in model.named_parameters() if p.dim() == 2]
+    ex = _examples(6, seed=4)
+    snip(model, names, [collate(ex[:3]), collate(ex[3:])])
+    hessian_diagonal(model, names, [collate([e]) for e in ex], "fisher")
+    assert "SNIP scoring: 2/2 batches" in caplog.text
+    assert "OBD Hessian diagonal (fisher): 6/6 sentences" in caplog.text
