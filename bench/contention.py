@@ -1,0 +1,75 @@
+"""A shared CPU: how much a 2-thread training job slows beside one busy single-thread process,
+with OpenMP's default (active, spinning) wait policy and with the passive one run.py sets.
+
+    python bench/contention.py [--threads 2] [--steps 20]
+
+Each measurement is a fresh process (the wait policy is read when OpenMP starts, before torch is
+imported) that times ``--steps`` training steps of the ``small`` model on synthetic batches of
+Multi30k's shape. "busy": one competing process spins on one core (``while True: pass``) for
+the whole measurement. Prints seconds per step for the four cases and the ratios: the slowdown
+beside the busy process under each policy (the goal: about 2x at most, i.e. in proportion to the
+cores taken), and passive vs active on a quiet machine (what the passive policy costs when
+nothing competes). Run it on a quiet machine: any other load changes every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+WORKER = r"""
+import sys, time, torch
+import torch.nn.functional as F
+from nmt_prune.model import Seq2Seq
+threads, steps = int(sys.argv[1]), int(sys.argv[2])
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+m = Seq2Seq(6224, 8024, emb_size=256, hidden_size=256, layers=2, dropout=0.3)
+opt = torch.optim.Adam(m.parameters(), 1e-3)
+src = torch.randint(4, 6224, (64, 14)); tgt = torch.randint(4, 8024, (64, 15))
+lens = torch.full((64,), 14)
+def step():
+    states = m.attentional_states(tgt[:, :-1], m.encode(src, lens))
+    loss = F.cross_entropy(m.generator(states.reshape(-1, states.shape[-1])), tgt[:, 1:].reshape(-1))
+    opt.zero_grad(); loss.backward(); opt.step()
+for _ in range(3): step()  # warm-up
+t0 = time.perf_counter()
+for _ in range(steps): step()
+print((time.perf_counter() - t0) / steps)
+"""
+
+
+def measure(policy: str, busy: bool, threads: int, steps: int) -> float:
+    env = dict(os.environ, OMP_WAIT_POLICY=policy)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        time.sleep(0.5 if busy else 0)
+        p = subprocess.run([sys.executable, "-c", WORKER, str(threads), str(steps)], env=env,
+                           capture_output=True, text=True, check=True)  # fmt: skip
+        return float(p.stdout.strip().splitlines()[-1])
+    finally:
+        if hog:
+            hog.kill()
+            hog.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args()
+    s = {(pol, busy): measure(pol, busy, args.threads, args.steps)
+         for pol in ("ACTIVE", "PASSIVE") for busy in (False, True)}  # fmt: skip
+    for (pol, busy), v in s.items():
+        print(f"{pol.lower():8s} {'busy' if busy else 'quiet':5s} {v * 1000:8.1f} ms/step")
+    print(f"slowdown beside a busy process: active {s['ACTIVE', True] / s['ACTIVE', False]:.2f}x, "
+          f"passive {s['PASSIVE', True] / s['PASSIVE', False]:.2f}x")  # fmt: skip
+    print(f"passive vs active, quiet: {s['PASSIVE', False] / s['ACTIVE', False]:.2f}x; "
+          f"beside a busy process: {s['PASSIVE', True] / s['ACTIVE', True]:.2f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
