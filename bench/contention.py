@@ -1,15 +1,16 @@
 """A shared CPU: how much a 2-thread training job slows beside one busy single-thread process,
-with OpenMP's default (active, spinning) wait policy and with the passive one run.py sets.
+with OpenMP's default (active, spinning) wait policy, the passive one nmt_prune sets, and a
+short spin before sleeping.
 
     python bench/contention.py [--threads 2] [--steps 20]
 
 Each measurement is a fresh process (the wait policy is read when OpenMP starts, before torch is
 imported) that times ``--steps`` training steps of the ``small`` model on synthetic batches of
-Multi30k's shape. "busy": one competing process spins on one core (``while True: pass``) for
-the whole measurement. Prints seconds per step for the four cases and the ratios: the slowdown
-beside the busy process under each policy (the goal: about 2x at most, i.e. in proportion to the
-cores taken), and passive vs active on a quiet machine (what the passive policy costs when
-nothing competes). Run it on a quiet machine: any other load changes every figure.
+Multi30k's shape, under each of ``SETTINGS``. "busy": one competing process spins on one core
+(``while True: pass``) for the whole measurement. Prints, per setting, ms per step on a quiet
+machine (and its ratio to the default's: what the setting costs when nothing competes) and
+beside the busy process, and the slowdown between the two (the goal: about 2x at most, in
+proportion to the cores taken). Run it on a quiet machine: any other load changes every figure.
 """
 
 from __future__ import annotations
@@ -42,8 +43,17 @@ print((time.perf_counter() - t0) / steps)
 """
 
 
-def measure(policy: str, busy: bool, threads: int, steps: int) -> float:
-    env = dict(os.environ, OMP_WAIT_POLICY=policy)
+#: the OpenMP settings compared: the default (spin), passive (sleep at once), a short spin then sleep
+SETTINGS = {
+    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "spin-200k": {"GOMP_SPINCOUNT": "200000"},
+}
+
+
+def measure(setting: str, busy: bool, threads: int, steps: int) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(SETTINGS[setting])
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         time.sleep(0.5 if busy else 0)
@@ -61,14 +71,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
-    s = {(pol, busy): measure(pol, busy, args.threads, args.steps)
-         for pol in ("ACTIVE", "PASSIVE") for busy in (False, True)}  # fmt: skip
-    for (pol, busy), v in s.items():
-        print(f"{pol.lower():8s} {'busy' if busy else 'quiet':5s} {v * 1000:8.1f} ms/step")
-    print(f"slowdown beside a busy process: active {s['ACTIVE', True] / s['ACTIVE', False]:.2f}x, "
-          f"passive {s['PASSIVE', True] / s['PASSIVE', False]:.2f}x")  # fmt: skip
-    print(f"passive vs active, quiet: {s['PASSIVE', False] / s['ACTIVE', False]:.2f}x; "
-          f"beside a busy process: {s['PASSIVE', True] / s['ACTIVE', True]:.2f}x")  # fmt: skip
+    s = {(name, busy): measure(name, busy, args.threads, args.steps) for name in SETTINGS for busy in (0, 1)}
+    for name in SETTINGS:
+        quiet, busy = s[name, 0], s[name, 1]
+        print(
+            f"{name:10s} quiet {quiet * 1000:7.1f} ms/step ({quiet / s['active', 0]:.2f}x active's), "
+            f"busy {busy * 1000:7.1f} ms/step: slowdown beside a busy process {busy / quiet:.2f}x"
+        )
 
 
 if __name__ == "__main__":
