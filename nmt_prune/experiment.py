@@ -590,7 +590,7 @@ def run(
         except (ValueError, FileNotFoundError) as e:  # all of them a mistake in the config
             raise ConfigError(str(e)) from None
         if cfg.get("resume", True) and not cfg.ckpt_path:
-            action, prev, last = resume.decide(out, results["config"])
+            action, prev, last = resume.decide(out, results["config"], results["overrides"])
             if action == "skip":
                 log.info("skipped: %s holds status ok for this config (resume=false runs it again)", out)
                 skipped = True

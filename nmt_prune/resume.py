@@ -14,7 +14,11 @@ CSV logger would start the file over, so the earlier rows are kept aside (``stas
 back in front of the new ones when the job ends (``merge_csv``), killed again or not.
 
 "The same config" ignores the keys that say where or how fast a job runs (``VOLATILE``, the
-progress bar, ``data.root``: the keys Hydra leaves out of job directory names too).
+progress bar, ``data.root``: the keys Hydra leaves out of job directory names too), and keys the
+earlier attempt's config does not have at all: options added to ``conf/`` after it ran, whose
+defaults by this project's rule reproduce the behaviour from before they existed (a new option
+must not change the numbers of a config that does not set it), unless the job's own overrides
+set them. So adding an option does not make every finished job of a study run again.
 """
 
 from __future__ import annotations
@@ -71,13 +75,36 @@ def loadable(path: Path) -> bool:
         return False
 
 
-def decide(out: Path, config: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
+def _without_new_keys(new: Any, old: Any, overridden: set[str], prefix: str = "") -> Any:
+    """``new`` without the keys ``old`` lacks (recursively), except those in ``overridden``."""
+    if not isinstance(new, dict) or not isinstance(old, dict):
+        return new
+    return {k: _without_new_keys(v, old.get(k), overridden, f"{prefix}{k}.") for k, v in new.items()
+            if k in old or f"{prefix}{k}" in overridden}  # fmt: skip
+
+
+def _overridden(overrides: list[str]) -> set[str]:
+    """The keys a job's overrides set (``a.b=1``, ``+a.b=1``, ``~a.b``), with their parents."""
+    keys = set()
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        parts = key.split(".")
+        keys.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    return keys
+
+
+def decide(
+    out: Path, config: dict[str, Any], overrides: list[str] | None = None
+) -> tuple[str, dict[str, Any] | None, str | None]:
     """What to do with ``out``: ``("skip", earlier results, None)``, ``("resume", None, last.ckpt)``
-    or ``("run", None, None)`` (earlier checkpoints removed)."""
+    or ``("run", None, None)`` (earlier checkpoints removed). ``overrides``: the job's (keys they
+    set are compared even where the earlier config lacks them)."""
     prev = previous(out)
     if prev is None:
         return "run", None, None
-    same = comparable(prev.get("config")) == comparable(config)
+    old = comparable(prev.get("config"))
+    new = _without_new_keys(comparable(config), old, _overridden(overrides or []))
+    same = old == new
     if same and prev.get("status") == "ok":
         return "skip", prev, None
     last = out / "checkpoints" / "last.ckpt"

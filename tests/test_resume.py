@@ -51,6 +51,14 @@ def test_decide(tmp_path):
     )
     _write(tmp_path / "cut", "interrupted", CONFIG, b"half a file")
     assert resume.decide(tmp_path / "cut", CONFIG)[0] == "run"
+    # an option added to conf/ after the job ran (default: the behaviour before it) does not make
+    # it run again, unless the job's overrides set it
+    before = {**CONFIG, "prune": {"pct": 80}}
+    _write(tmp_path / "before", "ok", before)
+    added = {**CONFIG, "prune": {"pct": 80, "taylor": {"fraction": 8}}}
+    assert resume.decide(tmp_path / "before", added)[0] == "skip"
+    assert resume.decide(tmp_path / "before", added, ["prune.taylor.fraction=8"])[0] == "run"
+    assert resume.decide(tmp_path / "before", {**CONFIG, "prune": {"pct": 90}})[0] == "run"
     _write(tmp_path / "failed", "failed", CONFIG, good)
     assert resume.decide(tmp_path / "failed", CONFIG)[0] == "run"
 
