@@ -13,7 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from nmt_prune import saliency
+from nmt_prune import criteria
 from nmt_prune.allocation import allocate, class_std, prunable_classes
 from nmt_prune.masks import MaskSet
 from nmt_prune.schedules import Schedule, han_dropout
@@ -99,9 +99,10 @@ class PruneOnce(MaskedTraining):
     """Computes one mask with a saliency criterion and an allocation, then holds it fixed.
 
     ``method`` (criterion) x ``scheme`` (allocation) are orthogonal: any saliency with any
-    allocation. Data-based criteria read the training data of the trainer's datamodule (or of
-    the ``datamodule`` given to ``compute_masks``): ``obd`` = {estimator, sentences, samples},
-    ``snip`` = {fraction}. After ``compute_masks``, ``saliency_s`` is the time spent scoring and
+    allocation. The criterion's record (``nmt_prune.criteria``) scores; ``settings`` are its
+    settings (defaults: the record's). Data-based criteria read the training data of the
+    trainer's datamodule (or of the ``datamodule`` given to ``compute_masks``). After
+    ``compute_masks``, ``saliency_s`` is the time spent scoring and
     ``data_used`` says on how much data.
     """
 
@@ -114,36 +115,22 @@ class PruneOnce(MaskedTraining):
         include_embeddings: bool = True,
         exclude: tuple[str, ...] = (),
         seed: int = 0,
-        obd: dict | None = None,
-        snip: dict | None = None,
+        settings: dict | None = None,
     ) -> None:
         super().__init__(None)
         self.method, self.scheme, self.amount, self.seed = method, scheme, amount, seed
         self.include_biases, self.include_embeddings = include_biases, include_embeddings
         self.exclude = exclude
-        self.obd = {"estimator": "fisher", "sentences": 1000, "samples": 1, **(obd or {})}
-        self.snip = {"fraction": 1, **(snip or {})}
+        self.criterion = criteria.get(method)
+        self.settings = {**self.criterion.defaults, **(settings or {})}
         self.saliency_s = 0.0
         self.data_used: dict[str, Any] = {}
 
     def _scores(self, model: torch.nn.Module, names: list[str], dm) -> dict[str, torch.Tensor]:
-        params = dict(model.named_parameters())
-        if self.method in ("magnitude", "random"):
-            return saliency.scores(self.method, {n: params[n] for n in names}, seed=self.seed)
-        if dm is None:
-            raise ValueError(f"prune.method={self.method} needs training data: give a datamodule")
-        if self.method == "obd":
-            examples = dm.sample_examples(self.obd["sentences"], self.seed)
-            self.data_used = {"sentences": len(examples), "tokens": sum(b["ntok"] for b in examples),
-                              "estimator": self.obd["estimator"], "samples": self.obd["samples"]}  # fmt: skip
-            return saliency.obd(model, names, examples, self.obd["estimator"], self.obd["samples"], self.seed)
-        if self.method == "snip":
-            batches = dm.first_train_batches(self.snip["fraction"])
-            self.data_used = {"batches": len(batches), "sentences": sum(len(b["idx"]) for b in batches),
-                              "tokens": sum(b["ntok"] for b in batches),
-                              "fraction": self.snip["fraction"]}  # fmt: skip
-            return saliency.snip(model, names, batches)
-        raise ValueError(f"prune.method={self.method!r}; valid choices: {', '.join(saliency.CRITERIA)}")
+        scores, self.data_used = self.criterion.score(
+            criteria.Context(model, names, dm, self.seed, self.settings)
+        )
+        return scores
 
     def compute_masks(
         self,
@@ -174,7 +161,7 @@ class PruneOnce(MaskedTraining):
         self.saliency_s = time.perf_counter() - t0
         scale = None
         if self.scheme == "distribution":
-            scale = class_std(params if self.method == "magnitude" else scores, classes)
+            scale = class_std(params if self.criterion.scale == "weights" else scores, classes)
         prior_masks = prior.masks if prior is not None and len(prior) else None
         if threshold is not None:
             n_total = below = 0

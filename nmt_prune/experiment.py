@@ -32,7 +32,7 @@ from callbacks.masking import (
     han_dropout_rates,
     masks_from_checkpoint,
 )
-from nmt_prune import baseline, resume, schedules
+from nmt_prune import baseline, criteria, resume, schedules
 from nmt_prune.checkpoints import check_checkpoint
 from nmt_prune.console import quiet_console, result_line
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
@@ -347,8 +347,13 @@ def _pruner(cls: type, cfg: DictConfig, *extra: Any, **kwargs: Any):
         *extra, p.method, p.scheme, p.pct / 100, **kwargs, include_biases=p.include_biases,
         include_embeddings=p.include_embeddings, exclude=tuple(_excluded(p, cfg.model.layers)),
         seed=cfg.seed if p.seed is None else p.seed,
-        obd=OmegaConf.to_container(p.obd), snip=OmegaConf.to_container(p.snip),
+        settings=_criterion_settings(p),
     )  # fmt: skip
+
+
+def _criterion_settings(p: DictConfig) -> dict[str, Any]:
+    node = criteria.get(p.method).settings
+    return OmegaConf.to_container(p[node]) if node else {}
 
 
 def _scheduled_pruner(cfg: DictConfig, schedule: schedules.Schedule) -> ScheduledPruning:

@@ -11,13 +11,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from nmt_prune import saliency, schedules
+from nmt_prune import criteria, saliency, schedules
 from nmt_prune.allocation import EMBEDDING_CLASSES, SCHEMES
 from nmt_prune.module import CONVERGENCE_RULES
 
-PRUNE_TIMINGS = ("auto", "after_fit", "at_init", "during")
-#: what prune.timing=auto means for each criterion (SNIP is defined at initialisation)
-DEFAULT_TIMING = {"snip": "at_init", "magnitude": "after_fit", "random": "after_fit", "obd": "after_fit"}
+PRUNE_TIMINGS = ("auto", *criteria.TIMINGS)
 REWINDS = ("none", "init", "reinit")
 #: prune.retrain.until: a fixed number of epochs, or until the convergence rule stops it
 RETRAIN_UNTIL = ("epochs", "converged")
@@ -61,16 +59,13 @@ def validate_prune(cfg: DictConfig) -> str | None:
     if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 <= pct < 100:
         raise ValueError(f"prune.pct={pct!r}; must be a number in [0, 100) (percent of prunable weights)")
     _choice("prune.timing", p.timing, PRUNE_TIMINGS)
-    _choice("prune.method", p.method, saliency.CRITERIA)
+    crit = criteria.get(p.method)
     _choice("prune.schedule", p.schedule, schedules.SCHEDULES)
-    timing = DEFAULT_TIMING[p.method] if p.timing == "auto" else p.timing
+    timing = crit.default_timing if p.timing == "auto" else p.timing  # prune.timing=auto
+    if timing not in crit.timings:
+        raise ValueError(f"prune.method={p.method} with prune.timing={timing}: {crit.why}; "
+                         f"use prune.timing=auto or {' or '.join(crit.timings)}")  # fmt: skip
     _validate_schedule(p, timing)
-    if p.method == "snip" and timing == "after_fit":
-        raise ValueError("prune.method=snip with prune.timing=after_fit: SNIP is a criterion at "
-                         "initialisation (Lee et al. 2019); use prune.timing=auto or at_init")  # fmt: skip
-    if p.method == "obd" and timing == "at_init":
-        raise ValueError("prune.method=obd with prune.timing=at_init: OBD's saliency assumes a trained "
-                         "model (zero gradient); use prune.timing=auto or after_fit")  # fmt: skip
     _choice("prune.obd.estimator", p.obd.estimator, saliency.OBD_ESTIMATORS)
     for key in ("sentences", "samples"):
         v = p.obd[key]
@@ -85,6 +80,9 @@ def validate_prune(cfg: DictConfig) -> str | None:
     ):
         raise ValueError(f"prune.snip.fraction={f!r}; an integer >= 1 (batches) or a float in (0, 1] "
                          f"(fraction of the training set)")  # fmt: skip
+    b = p.taylor.batches
+    if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+        raise ValueError(f"prune.taylor.batches={b!r}; must be an integer >= 1 (training batches)")
     _choice("prune.scheme", p.scheme, SCHEMES)
     _choice("prune.rewind", p.rewind, REWINDS)
     classes = _class_names(cfg.model.layers)
@@ -111,9 +109,9 @@ def validate_prune(cfg: DictConfig) -> str | None:
         raise ValueError(f"prune.retrain.until=converged with lr_schedule={cfg.lr_schedule.name}: retraining "
                          f"converges by the job's rule; set lr_schedule={' or '.join(CONVERGENCE_RULES)} "
                          f"(it rules the dense training too)")  # fmt: skip
-    if p.method == "random" and p.scheme == "distribution":
-        raise ValueError("prune.method=random with prune.scheme=distribution: random scores have no "
-                         "class scale to normalise by; use prune.scheme=blind or uniform")  # fmt: skip
+    if crit.scale is None and p.scheme == "distribution":
+        raise ValueError(f"prune.method={p.method} with prune.scheme=distribution: its scores have no "
+                         f"class scale to normalise by; use prune.scheme=blind or uniform")  # fmt: skip
     if pct == 0 and p.timing == "after_fit":  # the dense control: the baseline retrained, nothing pruned
         if p.schedule != "one_shot" or p.rewind != "none":
             raise ValueError(f"prune.pct=0 with prune.timing=after_fit (the dense control: the baseline "
@@ -151,15 +149,13 @@ def validate_prune(cfg: DictConfig) -> str | None:
 def _validate_schedule(p: DictConfig, timing: str) -> None:
     """The schedule's own checks that need no data (those that do: ``schedules.build``)."""
     scheduled = p.schedule != "one_shot"
-    if scheduled and p.method == "snip":
-        raise ValueError(f"prune.method=snip with prune.schedule={p.schedule}: SNIP prunes once, at "
-                         f"initialisation (Lee et al. 2019); use prune.schedule=one_shot")  # fmt: skip
+    crit = criteria.get(p.method)
+    if scheduled and not crit.schedulable:
+        raise ValueError(f"prune.method={p.method} with prune.schedule={p.schedule}: {crit.why}; "
+                         f"use prune.schedule=one_shot")  # fmt: skip
     if timing == "during" and p.schedule not in ("gradual", "linear"):
         raise ValueError(f"prune.timing=during with prune.schedule={p.schedule}: pruning while training from "
                          f"scratch needs prune.schedule=gradual or linear")  # fmt: skip
-    if timing == "during" and p.method == "obd":
-        raise ValueError("prune.method=obd with prune.timing=during: OBD's saliency assumes a trained model "
-                         "(zero gradient); use prune.timing=after_fit")  # fmt: skip
     if timing == "at_init" and scheduled:
         raise ValueError(f"prune.schedule={p.schedule} with prune.timing=at_init: at_init prunes once "
                          f"before training; use prune.timing=during (gradual, linear from scratch) "

@@ -7,7 +7,7 @@ from torch.nn.utils import prune as tprune
 
 from nmt_prune.allocation import allocate, apportion, class_std, prunable_classes
 from nmt_prune.model import Seq2Seq
-from nmt_prune.saliency import magnitude, random, scores
+from nmt_prune.saliency import magnitude, random
 
 
 def _params(seed=0):
@@ -106,7 +106,7 @@ def test_ties_pruned_deterministically_earliest_first():
 def test_random_seeded_and_exact():
     params, classes = _params(5)
     a = allocate(random(params, 7), classes, 0.8, "blind")
-    b = allocate(scores("random", params, seed=7), classes, 0.8, "blind")
+    b = allocate(random(params, seed=7), classes, 0.8, "blind")
     c = allocate(random(params, 8), classes, 0.8, "blind")
     assert all(torch.equal(a[k], b[k]) for k in a) and not all(torch.equal(a[k], c[k]) for k in a)
 

@@ -166,7 +166,7 @@ def test_snip_masks_come_from_theta0_before_any_step_and_training_starts_there(t
     )  # fmt: skip
     init_weights(module.model, "uniform", 0.1)
     theta0 = {n: p.detach().clone() for n, p in module.model.named_parameters()}
-    expected = PruneAtInit("snip", "blind", 0.8, snip={"fraction": 2}).compute_masks(module.model, toy_dm)
+    expected = PruneAtInit("snip", "blind", 0.8, settings={"fraction": 2}).compute_masks(module.model, toy_dm)
 
     class Probe(pl.Callback):
         first = None
@@ -175,7 +175,7 @@ def test_snip_masks_come_from_theta0_before_any_step_and_training_starts_there(t
             if self.first is None:
                 self.first = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
 
-    pruner, probe = PruneAtInit("snip", "blind", 0.8, snip={"fraction": 2}), Probe()
+    pruner, probe = PruneAtInit("snip", "blind", 0.8, settings={"fraction": 2}), Probe()
     trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0,
                          callbacks=[pruner, probe])  # fmt: skip

@@ -9,7 +9,7 @@ from torch.func import functional_call
 from nmt_prune.allocation import allocate
 from nmt_prune.data.datamodule import collate
 from nmt_prune.model import Seq2Seq, init_weights
-from nmt_prune.saliency import _eval_mode, hessian_diagonal, magnitude, obd, sentence_loss, snip
+from nmt_prune.saliency import _eval_mode, hessian_diagonal, magnitude, obd, sentence_loss, snip, taylor
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -192,3 +192,32 @@ def test_long_scoring_says_how_far_it_is(caplog):
     hessian_diagonal(model, names, [collate([e]) for e in ex], "fisher")
     assert "SNIP scoring: 2/2 batches" in caplog.text
     assert "OBD Hessian diagonal (fisher): 6/6 sentences" in caplog.text
+
+
+def test_taylor_is_the_first_order_loss_change_of_removing_each_weight():
+    """Independent reference: central finite differences of t -> L(w - t w_j e_j) at t = 0, whose
+    derivative is -g_j w_j (the first-order change of the loss when w_j is removed)."""
+    model = _tiny(5)
+    names = [n for n, p in model.named_parameters() if p.dim() == 2]
+    ex = _examples(5, seed=2)
+    batches = [collate(ex[:2]), collate(ex[2:])]
+    ours = taylor(model, names, batches)
+    params = dict(model.named_parameters())
+    g = torch.Generator().manual_seed(0)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(sum(sentence_loss(model.eval(), b) for b in batches))
+
+    h = 1e-4
+    for n in names:
+        w = params[n]
+        for j in torch.randint(0, w.numel(), (3,), generator=g).tolist():
+            wj = float(w.view(-1)[j])
+            with torch.no_grad():
+                w.view(-1)[j] = wj - h * wj
+                up = loss()
+                w.view(-1)[j] = wj + h * wj
+                down = loss()
+                w.view(-1)[j] = wj
+            assert float(ours[n].view(-1)[j]) == pytest.approx(abs((up - down) / (2 * h)), rel=1e-4, abs=1e-10)

@@ -1,0 +1,152 @@
+"""Pruning criteria: one record per criterion carries its rules and its score function.
+
+A criterion says how much each prunable weight matters; the allocation scheme (``allocation``)
+then decides how many weights each class loses. Everything else that depends on the criterion
+reads its record here: the config checks (``plan.validate_prune``: timings, schedules, the
+class-distribution scale), the mask computation (``callbacks.masking``), the sweep and
+end-to-end tests. **Adding a criterion** is one score function and one ``REGISTRY`` entry (and,
+when it has settings, their node in ``conf/prune/default.yaml`` with the same defaults), plus
+its test against an independent reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from nmt_prune import saliency
+
+#: when a criterion can prune (plan.PRUNE_TIMINGS less "auto")
+TIMINGS = ("after_fit", "at_init", "during")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a score function gets: the model, the names of the prunable parameters, the data
+    module (None if the job has none), the seed and the criterion's settings."""
+
+    model: nn.Module
+    names: list[str]
+    dm: Any
+    seed: int
+    settings: dict[str, Any]
+
+
+Scores = tuple[dict[str, Tensor], dict[str, Any]]  # scores by parameter name, what data they used
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    #: Context -> (scores, data_used); higher score = more important
+    score: Callable[[Context], Scores]
+    timings: tuple[str, ...]
+    default_timing: str
+    #: can it rank weights again inside a schedule (iterative, gradual, linear)?
+    schedulable: bool
+    #: class-distribution's sigma_c: std of the class's "weights" (See et al.'s definition), of its
+    #: "scores", or None: the criterion has no scale, class-distribution is refused
+    scale: str | None
+    #: why the timings it refuses are refused (the error message says it)
+    why: str = ""
+    #: its settings node under ``prune`` (None: none) and their defaults
+    settings: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+def _params(ctx: Context) -> dict[str, Tensor]:
+    params = dict(ctx.model.named_parameters())
+    return {n: params[n] for n in ctx.names}
+
+
+def _needs_data(ctx: Context, name: str) -> None:
+    if ctx.dm is None:
+        raise ValueError(f"prune.method={name} needs training data: give a datamodule")
+
+
+def _magnitude(ctx: Context) -> Scores:
+    return saliency.magnitude(_params(ctx)), {}
+
+
+def _random(ctx: Context) -> Scores:
+    return saliency.random(_params(ctx), ctx.seed), {}
+
+
+def _obd(ctx: Context) -> Scores:
+    _needs_data(ctx, "obd")
+    s = ctx.settings
+    examples = ctx.dm.sample_examples(s["sentences"], ctx.seed)
+    used = {"sentences": len(examples), "tokens": sum(b["ntok"] for b in examples),
+            "estimator": s["estimator"], "samples": s["samples"]}  # fmt: skip
+    return saliency.obd(ctx.model, ctx.names, examples, s["estimator"], s["samples"], ctx.seed), used
+
+
+def _batches(ctx: Context, name: str, fraction: int | float) -> tuple[list[dict], dict[str, Any]]:
+    _needs_data(ctx, name)
+    batches = ctx.dm.first_train_batches(fraction)
+    used = {"batches": len(batches), "sentences": sum(len(b["idx"]) for b in batches),
+            "tokens": sum(b["ntok"] for b in batches)}  # fmt: skip
+    return batches, used
+
+
+def _snip(ctx: Context) -> Scores:
+    batches, used = _batches(ctx, "snip", ctx.settings["fraction"])
+    return saliency.snip(ctx.model, ctx.names, batches), {**used, "fraction": ctx.settings["fraction"]}
+
+
+def _taylor(ctx: Context) -> Scores:
+    batches, used = _batches(ctx, "taylor", ctx.settings["batches"])
+    return saliency.taylor(ctx.model, ctx.names, batches), used
+
+
+REGISTRY: dict[str, Criterion] = {
+    c.name: c
+    for c in (
+        Criterion("magnitude", _magnitude, TIMINGS, "after_fit", schedulable=True, scale="weights"),
+        Criterion("random", _random, TIMINGS, "after_fit", schedulable=True, scale=None),
+        Criterion(
+            "obd",
+            _obd,
+            ("after_fit",),
+            "after_fit",
+            schedulable=True,
+            scale="scores",
+            why="OBD's saliency assumes a trained model (zero gradient)",
+            settings="obd",
+            defaults={"estimator": "fisher", "sentences": 1000, "samples": 1},
+        ),
+        Criterion(
+            "snip",
+            _snip,
+            ("at_init",),
+            "at_init",
+            schedulable=False,
+            scale="scores",
+            why="SNIP is a criterion at initialisation that prunes once (Lee et al. 2019)",
+            settings="snip",
+            defaults={"fraction": 1},
+        ),
+        Criterion(
+            "taylor",
+            _taylor,
+            ("after_fit", "during"),
+            "after_fit",
+            schedulable=True,
+            scale="scores",
+            why="first-order Taylor ranks the weights of a model being trained or trained (at "
+            "initialisation it is SNIP: use prune.method=snip)",
+            settings="taylor",
+            defaults={"batches": 8},
+        ),
+    )
+}
+NAMES = tuple(REGISTRY)
+
+
+def get(name: str) -> Criterion:
+    if name not in REGISTRY:
+        raise ValueError(f"prune.method={name!r}; valid choices: {', '.join(NAMES)}")
+    return REGISTRY[name]
