@@ -262,6 +262,17 @@ class ScheduledPruning(PruneOnce):
         if any(self.last_step < t <= step for t in self.schedule.events):
             self.prune_event(trainer, pl_module, step)
 
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_fit_end(trainer, pl_module)
+        if not self.done():  # never a model below its target reported as ok
+            reached = self.events[-1]["sparsity"] if self.events else 0.0
+            raise RuntimeError(
+                f"the pruning schedule did not finish: its last event is at optimizer step "
+                f"{self.schedule.events[-1]}, the fit stopped after {trainer.global_step} steps at "
+                f"sparsity {reached:.4f} (target {self.schedule.final:.4f}); give the fit more epochs "
+                f"or end the schedule earlier"
+            )
+
     def prune_event(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
         t0 = time.perf_counter()
         model = pl_module.model

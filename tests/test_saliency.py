@@ -220,4 +220,6 @@ def test_taylor_is_the_first_order_loss_change_of_removing_each_weight():
                 w.view(-1)[j] = wj + h * wj
                 down = loss()
                 w.view(-1)[j] = wj
-            assert float(ours[n].view(-1)[j]) == pytest.approx(abs((up - down) / (2 * h)), rel=1e-4, abs=1e-10)
+            assert float(ours[n].view(-1)[j]) == pytest.approx(
+                abs((up - down) / (2 * h)), rel=1e-4, abs=1e-10
+            )

@@ -293,3 +293,23 @@ def test_default_spacing_gives_ten_gradual_intervals_and_linear_within_three_qua
     assert sch.events == tuple(range(0, 71, 7)) and sch(sch.events[-1]) == 0.9
     sch = S.build("linear", 90, _prune_cfg(), steps_per_epoch=47, epochs=2)  # 8 increments
     assert len(sch.events) == 9 and sch.events[-1] <= 70 and sch(sch.events[-1]) == 0.9
+
+
+def test_a_schedule_cut_short_fails_the_fit_instead_of_reporting_a_lower_sparsity(toy_dm):
+    steps = len(toy_dm.train_dataloader())
+    cfg = _prune_cfg(gradual={"initial_pct": 20, "start_epoch": 0, "end_epoch": 1.5, "every_steps": 4})
+    sch = S.build("gradual", 85, cfg, steps_per_epoch=steps, epochs=2)
+    pruner = ScheduledPruning(sch, "magnitude", "blind", 0.85)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, callbacks=[pruner])  # fmt: skip
+    with pytest.raises(RuntimeError, match=r"schedule did not finish.*target 0.8500"):
+        trainer.fit(_module(toy_dm), datamodule=toy_dm)  # one epoch of a schedule planned over 1.5
+
+
+@pytest.mark.parametrize("trainer", [["+trainer.accumulate_grad_batches=2"], ["trainer.overfit_batches=3"]])
+def test_schedule_counts_the_optimizer_steps_lightning_runs(tmp_path, trainer):
+    iterative = ["prune.schedule=iterative", "prune.iterative.rounds=3", "prune.iterative.epochs=1"]
+    out = run(make_cfg(tmp_path, *TINY[4:], "prune.pct=75", *iterative, *trainer))
+    assert out["status"] == "ok", out.get("error")
+    assert [e["epoch"] for e in out["prune"]["events"]] == [0, 1, 2]  # one round per epoch, as planned
+    assert out["sparsity"] == pytest.approx(0.75, abs=1e-3)

@@ -147,7 +147,7 @@ def test_joblib_sweep_shares_one_baseline_and_survives_a_failed_job(tmp_path):
 
 
 def test_wandb_run_is_named_by_overrides_and_grouped_by_sweep(tmp_path):
-    from nmt_prune.experiment import make_logger
+    from nmt_prune.loggers import make_logger
 
     cfg = make_cfg(tmp_path, "logger=wandb")
     job = {

@@ -1,0 +1,329 @@
+"""The pruning pipelines: prune after fit (one-shot or scheduled) and from scratch (at init, during),
+the retraining recipe and the pruners built from the config."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.loggers import CSVLogger, Logger
+from omegaconf import DictConfig, OmegaConf
+
+from callbacks.masking import (
+    PruneAfterFit,
+    PruneAtInit,
+    ScheduledPruning,
+    han_dropout_rates,
+    masks_from_checkpoint,
+)
+from nmt_prune import baseline, criteria, schedules
+from nmt_prune.checkpoints import check_checkpoint
+from nmt_prune.data.datamodule import NMTDataModule
+from nmt_prune.data.text import EOS_ID
+from nmt_prune.dead import dead_capacity, target_counts
+from nmt_prune.module import NMTModule
+from nmt_prune.plan import _excluded, _theta0_of
+from nmt_prune.stats import max_pruned_abs
+from nmt_prune.training import (
+    FIGURES,
+    build_module,
+    data_summary,
+    evaluate,
+    load_weights,
+    make_trainer,
+    train_dense,
+    training_record,
+    val_ppl,
+    write_hyps,
+)
+
+log = logging.getLogger(__name__)
+
+
+#: rewind=reinit draws theta_0' from the run's seed plus this (never equal to the original theta_0)
+REINIT_SEED_OFFSET = 1_000_003
+
+
+def _dead(masks, model, dm: NMTDataModule) -> dict[str, Any]:
+    """results.json ``dead``: rows, columns and units the masks leave empty (nmt_prune/dead.py)."""
+    counts = target_counts(dm.splits["train"].tgt, len(dm.tgt_vocab), EOS_ID)
+    return dead_capacity(masks.masks, model.weight_classes(), counts)
+
+
+def _steps_per_epoch(cfg: DictConfig, dm: NMTDataModule) -> int:
+    """Optimizer steps per training epoch as Lightning runs them: trainer.overfit_batches (when
+    > 0) replaces trainer.limit_train_batches; with trainer.accumulate_grad_batches=k the
+    optimizer steps every k batches and at the end of the epoch. (ScheduledPruning fails the job
+    if its last event is not reached anyway.)"""
+    n = len(dm.train_dataloader())
+    overfit = cfg.trainer.get("overfit_batches") or 0
+    limit = overfit if overfit else cfg.trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        n = min(n, limit)
+    elif isinstance(limit, float):
+        n = max(1, int(n * limit))
+    return math.ceil(n / (cfg.trainer.get("accumulate_grad_batches") or 1))
+
+
+def build_schedule(cfg: DictConfig, dm: NMTDataModule, timing: str) -> schedules.Schedule:
+    """The job's schedule over the fit it prunes in: the retraining (after_fit: its epochs are
+    ``schedules.fit_epochs``) or the whole training (during). Raises before any training if the
+    schedule does not fit."""
+    p = OmegaConf.to_container(cfg.prune, resolve=True)
+    epochs = cfg.trainer.max_epochs if timing == "during" else schedules.fit_epochs(p["schedule"], p)
+    if epochs < 1:
+        key = "trainer.max_epochs" if timing == "during" else "prune.retrain.epochs"
+        raise ValueError(f"prune.schedule={p['schedule']} needs training to prune during: {key}=0")
+    return schedules.build(p["schedule"], p["pct"], p, _steps_per_epoch(cfg, dm), epochs)
+
+
+def _retrain_config(cfg: DictConfig) -> DictConfig:
+    """The config the pruned model trains with.
+
+    rewind=none: See et al.'s retraining, the training optimiser from ``lr_factor`` x its LR;
+    ``until=epochs``: halved every ``halve_every`` epochs, for ``retrain.epochs``;
+    ``until=converged``: the job's convergence rule (``lr_schedule=converge|early_stop``, as the
+    dense training) with ``retrain.epochs`` as the cap. rewind=init|reinit (sparse from scratch):
+    the full training recipe (optim, lr_schedule, trainer.max_epochs) unchanged.
+    """
+    rcfg = cfg.copy()
+    r = cfg.prune.retrain
+    if cfg.prune.rewind == "none":
+        OmegaConf.set_struct(rcfg, False)
+        rcfg.optim.lr = cfg.optim.lr * r.lr_factor
+        if r.until == "epochs":
+            rcfg.lr_schedule = {"name": "halving", "start_epoch": r.halve_every, "every": r.halve_every,
+                                "factor": 0.5}  # fmt: skip
+        rcfg.trainer.max_epochs = schedules.fit_epochs(cfg.prune.schedule, OmegaConf.to_container(cfg.prune))
+    return rcfg
+
+
+#: results.json ``dense`` of a pruned job: the baseline's figures (measured with the job's eval
+#: settings: ``eval``; ``measured_here`` when the job measured them) and where it came from
+_DENSE_KEYS = (
+    *FIGURES,
+    "checkpoint",
+    "cache_key",
+    "trained_here",
+    "adopted",
+    "training",
+    "eval",
+    "measured_here",
+)
+
+
+#: prune.obd.estimator=exact costs one backward pass per weight: tiny models only
+EXACT_MAX_WEIGHTS = 50_000
+
+
+def _check_exact_size(cfg: DictConfig, module: NMTModule) -> None:
+    if cfg.prune.method == "obd" and cfg.prune.obd.estimator == "exact":
+        n = sum(p.numel() for p in module.model.parameters())
+        if n > EXACT_MAX_WEIGHTS:
+            raise ValueError(
+                f"prune.obd.estimator=exact needs one backward pass per weight and this model has {n:,} "
+                f"parameters (limit {EXACT_MAX_WEIGHTS:,}); use estimator fisher or ggn_mc, or model=tiny"
+            )
+
+
+def _pruner(cls: type, cfg: DictConfig, *extra: Any, **kwargs: Any):
+    p = cfg.prune
+    return cls(
+        *extra, p.method, p.scheme, p.pct / 100, **kwargs, include_biases=p.include_biases,
+        include_embeddings=p.include_embeddings, exclude=tuple(_excluded(p, cfg.model.layers)),
+        seed=cfg.seed if p.seed is None else p.seed,
+        settings=_criterion_settings(p),
+    )  # fmt: skip
+
+
+def _criterion_settings(p: DictConfig) -> dict[str, Any]:
+    node = criteria.get(p.method).settings
+    return OmegaConf.to_container(p[node]) if node else {}
+
+
+def _scheduled_pruner(cfg: DictConfig, schedule: schedules.Schedule) -> ScheduledPruning:
+    p = cfg.prune
+    return _pruner(ScheduledPruning, cfg, schedule, regrow=p.regrow, dropout_adjust=p.dropout_adjust,
+                   threshold=p.iterative.threshold)  # fmt: skip
+
+
+def _prune_info(cfg: DictConfig, timing: str, pruner, masks) -> dict[str, Any]:
+    info = OmegaConf.to_container(cfg.prune, resolve=True)
+    info.update(timing=timing, amount=cfg.prune.pct / 100, n_pruned=masks.n_pruned(),
+                n_prunable=masks.n_masked(), data_used=pruner.data_used)  # fmt: skip
+    if isinstance(pruner, ScheduledPruning):
+        info["events"] = pruner.events
+    return info
+
+
+def prune_from_scratch(
+    cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool, timing: str
+) -> dict[str, Any]:
+    """Train from the initialisation with pruning: once before the first step (``at_init``:
+    SNIP, random, magnitude), or by a schedule while training (``during``: gradual, linear).
+
+    At init, the masks are computed by ``PruneAtInit.on_fit_start`` from theta_0, before any
+    optimizer step; training runs from theta_0 (masked) with the full training recipe.
+    """
+    if timing == "during":
+        pruner = _scheduled_pruner(cfg, build_schedule(cfg, dm, timing))
+        monitor = "val/ppl_at_target"
+    else:
+        pruner, monitor = _pruner(PruneAtInit, cfg), "val/ppl"
+        if cfg.ckpt_path:
+            pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
+            if pruner.masks is None:
+                raise ValueError(f"ckpt_path={cfg.ckpt_path} holds no masks: not a pruned run's checkpoint")
+    res = train_dense(cfg, dm, out, logger, resume=cfg.ckpt_path, callbacks=[pruner], monitor=monitor)
+    module = NMTModule.from_checkpoint(res["checkpoint"])
+    rep = pruner.masks.report(module.model, module.model.weight_classes())
+    if timing == "during":
+        res["timings"].update(saliency_s=sum(e["saliency_s"] for e in pruner.events), prune_s=pruner.prune_s)
+    else:
+        res["timings"]["saliency_s"] = pruner.saliency_s
+    res.update(
+        prune=_prune_info(cfg, timing, pruner, pruner.masks),
+        **rep,
+        pruned=None,
+        dense=None,
+        dead=_dead(pruner.masks, module.model, dm),
+    )
+    return res
+
+
+def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool) -> dict[str, Any]:
+    """Dense baseline (cached or given) -> prune -> evaluate -> retrain with masks fixed -> test."""
+    p = cfg.prune
+    sched = build_schedule(cfg, dm, "after_fit") if p.schedule != "one_shot" else None
+    module = build_module(cfg, dm)  # receives the dense weights below
+    _check_exact_size(cfg, module)  # before the dense training, not after
+    if p.baseline:
+        dense = {"checkpoint": str(Path(p.baseline).resolve()), "cache_key": None, "trained_here": False,
+                 "theta0": str(_theta0_of(p.baseline))}  # fmt: skip
+    else:
+        dense = baseline.obtain(
+            cfg, lambda d, last: train_dense(cfg, dm, d, CSVLogger(save_dir=str(d), name="csv", version=""),
+                                             resume=last),
+            dm.fingerprint, lambda ckpt: val_ppl(cfg, dm, str(ckpt)),
+        )  # fmt: skip
+    load_weights(module, dense["checkpoint"], "prune.baseline" if p.baseline else "the dense cache entry")
+    job_eval = OmegaConf.to_container(cfg.eval, resolve=True)
+    if p.baseline or dense.get("eval") != job_eval:  # dense figures measured with this job's eval settings
+        dense_ev = evaluate(make_trainer(cfg, out, False, max_epochs=0), module, dm, None)
+        dense.update({k: v for k, v in dense_ev.items() if k in FIGURES}, eval=job_eval, measured_here=True)
+    if sched is not None:
+        return _scheduled_after_fit(cfg, dm, out, logger, module, dense, sched)
+    pruner = _pruner(PruneAfterFit, cfg)
+    if cfg.ckpt_path:  # resuming the retraining: the masks it started with, not recomputed ones
+        check_checkpoint(cfg.ckpt_path, module, "ckpt_path")
+        pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
+        if pruner.masks is None:
+            raise ValueError(f"ckpt_path={cfg.ckpt_path} holds no masks: it is not a pruned run's checkpoint")
+        pruner.masks.apply(module.model)
+    ev_trainer = make_trainer(cfg, out, logger, [pruner], max_epochs=0)
+    t0 = time.perf_counter()
+    masks = pruner.masks or pruner.compute_masks(module.model, dm)
+    pruner.masks = masks
+    largest_removed = max_pruned_abs(module.model, masks.masks, module.model.weight_classes())
+    masks.apply(module.model)
+    prune_s = time.perf_counter() - t0
+    log.info("pruned %s/%s %g%%: %d of %d prunable weights, %.1f s (scoring %.1f s)", p.method, p.scheme,
+             p.pct, masks.n_pruned(), masks.n_masked(), prune_s, pruner.saliency_s)  # fmt: skip
+    pruner.log_sparsity(ev_trainer, module)
+    pruned = evaluate(ev_trainer, module, dm, None)
+    eval_s = pruned.pop("eval_s")
+    figures = {f"pruned/{k}": v for k, v in pruned.items() if k in FIGURES and v is not None}
+    figures.update({f"dense/{k}": dense[k] for k in FIGURES if dense.get(k) is not None})
+    for lg in ev_trainer.loggers:
+        lg.log_metrics(figures, step=0)
+
+    rcfg = _retrain_config(cfg)
+    init_seed = cfg.seed + REINIT_SEED_OFFSET if p.rewind == "reinit" else None
+    rmodule = build_module(rcfg, dm, init_seed=init_seed)
+    if p.rewind == "none":
+        rmodule.model.load_state_dict(module.model.state_dict())
+    elif p.rewind == "init":
+        rmodule.model.load_state_dict(torch.load(dense["theta0"], map_location="cpu", weights_only=True))
+    masks.apply(rmodule.model)  # rewind=reinit: rmodule holds the fresh initialisation
+    if p.dropout_adjust:
+        rmodule.model.set_dropout(han_dropout_rates(rmodule.model, masks, dict(rmodule.model.dropout_p)))
+    epochs = rcfg.trainer.max_epochs
+    retrain_s, history, training = 0.0, [], None
+    if epochs > 0:
+        trainer = make_trainer(rcfg, out, logger, [pruner])
+        trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
+        retrain_s = rmodule.fit_s()  # the attempts it resumed included
+        history = list(rmodule.history)
+        training = training_record(trainer)
+        best = trainer.checkpoint_callback.best_model_path or None
+        after = evaluate(trainer, rmodule, dm, best)
+    else:  # evaluate only: the pruned model is the result; save it with its masks
+        best = str(out / "checkpoints" / "best.ckpt")
+        ev_trainer.save_checkpoint(best)
+        after = dict(pruned, eval_s=0.0)
+    write_hyps(out, rmodule if epochs > 0 else module)
+    final = rmodule if epochs > 0 else module
+    rep = masks.report(final.model, final.model.weight_classes())
+    rep["dead"] = _dead(masks, final.model, dm)
+    timings = {"train_s": dense.get("timings", {}).get("train_s", 0.0) if dense["trained_here"] else 0.0,
+               "prune_s": prune_s, "saliency_s": pruner.saliency_s, "retrain_s": retrain_s,
+               "eval_s": eval_s + after.pop("eval_s"),
+               "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
+    pruned.pop("test_decode_s", None)
+    prune_info = _prune_info(cfg, "after_fit", pruner, masks)
+    prune_info["max_pruned_abs_by_class"] = largest_removed
+    return dict(
+        status="ok", prune=prune_info, **rep, **after,
+        pruned={k: pruned[k] for k in FIGURES},
+        dense={k: dense.get(k) for k in _DENSE_KEYS},
+        timings=timings, checkpoint=best, history=history, training=training, data=data_summary(cfg, dm),
+    )  # fmt: skip
+
+
+def _scheduled_after_fit(
+    cfg: DictConfig,
+    dm: NMTDataModule,
+    out: Path,
+    logger: Logger | bool,
+    module: NMTModule,
+    dense: dict[str, Any],
+    schedule: schedules.Schedule,
+) -> dict[str, Any]:
+    """Iterative, gradual or linear pruning of the dense model while it retrains.
+
+    One fit of ``schedules.fit_epochs`` epochs with the retraining recipe (``_retrain_config``:
+    its LR halving runs over the whole fit, so a schedule and one-shot pruning with the same
+    retraining epochs train with the same LR curve). The test uses the best epoch at the final
+    sparsity (``val/ppl_at_target``).
+    """
+    pruner = _scheduled_pruner(cfg, schedule)
+    log.info("schedule %s", schedule.describe())
+    figures = {f"dense/{k}": dense[k] for k in FIGURES if dense.get(k) is not None}
+    rcfg = _retrain_config(cfg)
+    rmodule = build_module(rcfg, dm)
+    rmodule.model.load_state_dict(module.model.state_dict())
+    trainer = make_trainer(rcfg, out, logger, [pruner], monitor="val/ppl_at_target")
+    for lg in trainer.loggers:
+        lg.log_metrics(figures, step=0)
+    trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    retrain_s = rmodule.fit_s() - pruner.prune_s
+    history = list(rmodule.history)
+    training = training_record(trainer)
+    best = trainer.checkpoint_callback.best_model_path or None
+    after = evaluate(trainer, rmodule, dm, best)
+    write_hyps(out, rmodule)
+    rep = pruner.masks.report(rmodule.model, rmodule.model.weight_classes())
+    rep["dead"] = _dead(pruner.masks, rmodule.model, dm)
+    timings = {"train_s": dense.get("timings", {}).get("train_s", 0.0) if dense["trained_here"] else 0.0,
+               "prune_s": pruner.prune_s, "saliency_s": sum(e["saliency_s"] for e in pruner.events),
+               "retrain_s": retrain_s, "eval_s": after.pop("eval_s"),
+               "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
+    return dict(
+        status="ok", prune=_prune_info(cfg, "after_fit", pruner, pruner.masks), **rep, **after, pruned=None,
+        dense={k: dense.get(k) for k in _DENSE_KEYS},
+        timings=timings, checkpoint=best, history=history, training=training, data=data_summary(cfg, dm),
+    )  # fmt: skip

@@ -1,0 +1,295 @@
+"""The report's figures: each ``fig_*(rows, out)`` writes PNGs for the rows it has data for and returns
+their names, or a note saying why it wrote none (``FIGURES``: all of them, in order)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import matplotlib
+import torch
+
+from nmt_prune.report_dead import fig_dead_capacity
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from nmt_prune.report_read import _get, _label
+
+MASK_MATRICES = (
+    "encoder.weight_ih_l",
+    "encoder.weight_hh_l",
+    "decoder.{k}.weight_ih",
+    "decoder.{k}.weight_hh",
+)
+
+
+# --------------------------------------------------------------------------------- figures
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    vs = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    return statistics.median(vs) if vs else None
+
+
+def _finish(fig, ax, title: str, xlabel: str, ylabel: str, path: Path, legend: bool = True) -> None:
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _yscale(ax, values: list[float]) -> None:
+    """Log scale for changes spanning decades (all positive), symmetric log otherwise."""
+    vals = [v for v in values if v is not None]
+    if vals and min(vals) > 0:
+        ax.set_yscale("log")
+    elif vals and max(abs(v) for v in vals) > 10:
+        ax.set_yscale("symlog", linthresh=1.0)
+
+
+def _pruning_rows(rows):
+    return [r for r in rows if r["status"] == "ok" and r["method"] != "dense" and not r["only"]]
+
+
+def fig_bleu_vs_sparsity(rows, out: Path) -> list[str]:
+    jobs = _pruning_rows(rows)
+    if not jobs:
+        return ["bleu_vs_sparsity: no pruning jobs"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups: dict[str, list] = defaultdict(list)
+    for r in jobs:
+        groups[_label(r)].append(r)
+    for i, (label, rs) in enumerate(sorted(groups.items())):
+        color = f"C{i % 10}"
+        pcts = sorted({r["pct"] for r in rs})
+        after = [_median(r["test_bleu"] for r in rs if r["pct"] == p) for p in pcts]
+        after_fit = all(r["timing"] == "after_fit" for r in rs)
+        retrained = after_fit and any(r["retrain_epochs"] not in ("", 0) for r in rs)
+        marker = "osD^vP*"[i % 7]  # lines that coincide stay visible
+        name = f"{label} (retrained)" if retrained else label
+        ax.plot(pcts, after, marker + "-", color=color, mfc="none", label=name)
+        before = [_median(r["pruned_test_bleu"] for r in rs if r["pct"] == p) for p in pcts]
+        if retrained and any(b is not None for b in before):
+            ax.plot(pcts, before, marker + "--", color=color, mfc="none", label=f"{label} (no retraining)")
+    dense = _median(r["dense_test_bleu"] for r in jobs)
+    if dense is not None:
+        ax.axhline(dense, color="k", lw=0.8, ls=":", label=f"dense ({dense:.1f})")
+    xlabel = "sparsity (% of prunable weights pruned)"
+    _finish(fig, ax, "Test BLEU vs sparsity", xlabel, "test BLEU (sacreBLEU)", out / "bleu_vs_sparsity.png")
+    return ["bleu_vs_sparsity.png"]
+
+
+def fig_class_sparsity(rows, out: Path) -> list[str]:
+    jobs = [r for r in _pruning_rows(rows) if _get(r["_res"], "sparsity_by_class")]
+    if not jobs:
+        return ["class_sparsity: no jobs with per-class sparsity"]
+    written = []
+    for pct in sorted({r["pct"] for r in jobs}):
+        rs = [r for r in jobs if r["pct"] == pct]
+        groups: dict[str, list] = defaultdict(list)
+        for r in rs:
+            groups[_label(r)].append(r["_res"]["sparsity_by_class"])
+        classes = list(next(iter(groups.values()))[0])
+        fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(classes)), 4.5))
+        width = 0.8 / len(groups)
+        for i, (label, dicts) in enumerate(sorted(groups.items())):
+            vals = [100 * (_median(d.get(c) for d in dicts) or 0.0) for c in classes]
+            ax.bar([x + i * width for x in range(len(classes))], vals, width, label=label)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(classes))], classes, rotation=30, ha="right")
+        ax.axhline(pct, color="k", lw=0.8, ls=":", label=f"overall {pct:g}%")
+        name = f"class_sparsity_pct{pct:g}.png"
+        _finish(fig, ax, f"Percentage pruned per weight class at {pct:g}% sparsity", "weight class",
+                "pruned (% of the class)", out / name)  # fmt: skip
+        written.append(name)
+    return written
+
+
+def _sensitivity_rows(rows):
+    return [r for r in rows if r["status"] == "ok" and r["only"] and r["pruned_test_ppl"] is not None
+            and r["dense_test_ppl"] is not None]  # fmt: skip
+
+
+def fig_class_sensitivity(rows, out: Path) -> list[str]:
+    rs = _sensitivity_rows(rows)
+    if not rs:
+        return ["class_sensitivity: no jobs with prune.only (run +sweep=class_sensitivity)"]
+    classes = list(dict.fromkeys(r["only"] for r in rs))
+    pcts = sorted({r["pct"] for r in rs})
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(classes)), 4.5))
+    width = 0.8 / len(pcts)
+    for i, pct in enumerate(pcts):
+        vals = [
+            _median(
+                r["pruned_test_ppl"] - r["dense_test_ppl"] for r in rs if (r["only"], r["pct"]) == (c, pct)
+            )
+            for c in classes
+        ]
+        ax.bar([x + i * width for x in range(len(classes))], [v if v is not None else 0 for v in vals], width,
+               label=f"{pct:g}% of the class")  # fmt: skip
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(classes))], classes, rotation=30, ha="right")
+    _yscale(ax, [r["pruned_test_ppl"] - r["dense_test_ppl"] for r in rs])
+    _finish(fig, ax, "Change in perplexity when one class alone is pruned (no retraining)", "weight class",
+            "test perplexity change (pruned - dense)", out / "class_sensitivity.png")  # fmt: skip
+    return ["class_sensitivity.png"]
+
+
+def fig_ppl_vs_magnitude(rows, out: Path) -> list[str]:
+    rs = [
+        r for r in _sensitivity_rows(rows) if _get(r["_res"], "prune", "max_pruned_abs_by_class", r["only"])
+    ]
+    if not rs:
+        return ["ppl_vs_magnitude: no prune.only jobs recording the largest |w| removed"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, cls in enumerate(dict.fromkeys(r["only"] for r in rs)):
+        pts = sorted(
+            (r["_res"]["prune"]["max_pruned_abs_by_class"][cls], r["pruned_test_ppl"] - r["dense_test_ppl"])
+            for r in rs
+            if r["only"] == cls
+        )
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i % 10}", label=cls)
+    _yscale(ax, [r["pruned_test_ppl"] - r["dense_test_ppl"] for r in rs])
+    _finish(fig, ax, "Perplexity change vs the largest weight removed, per class",
+            "largest |w| removed from the class", "test perplexity change (pruned - dense)",
+            out / "ppl_vs_magnitude.png")  # fmt: skip
+    return ["ppl_vs_magnitude.png"]
+
+
+def fig_masks(rows, out: Path, max_figures: int = 6) -> list[str]:
+    from callbacks.masking import masks_from_checkpoint
+
+    jobs = [r for r in _pruning_rows(rows) if r["_res"].get("checkpoint")]
+    best: dict[str, dict] = {}
+    for r in jobs:  # per group, its most pruned job
+        if _label(r) not in best or r["pct"] > best[_label(r)]["pct"]:
+            best[_label(r)] = r
+    written, notes = [], []
+    for label, r in sorted(best.items())[:max_figures]:
+        ckpt = Path(r["_res"]["checkpoint"])
+        if not ckpt.is_file():
+            notes.append(f"masks {label}: checkpoint {ckpt} not found")
+            continue
+        masks = masks_from_checkpoint(str(ckpt))
+        if masks is None:
+            notes.append(f"masks {label}: no masks in {ckpt}")
+            continue
+        names = [n for n in masks.masks if n.startswith(("encoder.weight", "decoder.")) and "weight" in n]
+        if not names:
+            notes.append(f"masks {label}: no encoder/decoder matrices were pruned")
+            continue
+        cols = 4
+        nrows = math.ceil(len(names) / cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 3.0 * nrows), squeeze=False)
+        for ax, n in zip(axes.flat, names):
+            pruned = (~masks.masks[n]).float()
+            # at most 256 x 256 cells, each the fraction pruned of its block: downsampling for the
+            # screen must neither drop positions (nearest) nor invent them
+            size = [min(256, d) for d in pruned.shape]
+            cells = torch.nn.functional.adaptive_avg_pool2d(pruned[None, None], size)[0, 0]
+            rows, cols = pruned.shape  # axes in real row / column indices, whatever the pooling
+            im = ax.imshow(cells.numpy(), cmap="Greys", aspect="auto", interpolation="nearest",
+                           vmin=0, vmax=1, extent=(0, cols, rows, 0))  # fmt: skip
+            ax.set_title(f"{n}\n{100 * float(pruned.mean()):.1f}% pruned", fontsize=8)
+            ax.set_xlabel("input unit", fontsize=7)
+            ax.set_ylabel("output unit (gates i,f,g,o)", fontsize=7)
+            ax.tick_params(labelsize=6)
+        for ax in list(axes.flat)[len(names) :]:
+            ax.axis("off")
+        fig.suptitle(f"Pruned positions, {label} at {r['pct']:g}%")
+        fig.tight_layout()
+        fig.colorbar(im, ax=axes, shrink=0.6, label="fraction pruned (black: all)")
+        name = "masks_" + "".join(c if c.isalnum() else "_" for c in label) + ".png"
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        written.append(name)
+    if not best:
+        notes.append("masks: no pruning job with a checkpoint")
+    return written + notes
+
+
+def fig_median_over_seeds(rows, out: Path) -> list[str]:
+    jobs = _pruning_rows(rows)
+    cells: dict[tuple, list] = defaultdict(list)
+    for r in jobs:
+        cells[(_label(r), r["pct"])].append(r)
+    multi = {k: v for k, v in cells.items() if len({r["seed"] for r in v}) >= 2}
+    if not multi:
+        return ["median_bleu_by_group: fewer than 2 seeds per job (add seed=1,2,3 to the sweep)"]
+    labels = sorted({k[0] for k in multi})
+    pcts = sorted({k[1] for k in multi})
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        xs, med, lo, hi = [], [], [], []
+        for j, pct in enumerate(pcts):
+            vals = [r["test_bleu"] for r in multi.get((label, pct), []) if r["test_bleu"] is not None]
+            if vals:
+                m = statistics.median(vals)
+                xs.append(j + i * width)
+                med.append(m)
+                lo.append(m - min(vals))
+                hi.append(max(vals) - m)
+        ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(pcts))], [f"{p:g}%" for p in pcts])
+    _finish(fig, ax, "Median test BLEU over seeds (bars: min-max)", "sparsity", "test BLEU",
+            out / "median_bleu_by_group.png")  # fmt: skip
+    return ["median_bleu_by_group.png"]
+
+
+def fig_snip_by_init(rows, out: Path) -> list[str]:
+    rs = [r for r in rows if r["status"] == "ok" and r["timing"] == "at_init" and r["test_bleu"] is not None]
+    inits = sorted({r["init"] for r in rs})
+    if len(inits) < 2:
+        return ["snip_by_init: pruning-at-init jobs with fewer than 2 initialisations"]
+    groups = sorted({(r["method"], r["pct"]) for r in rs})
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(inits)), 4.5))
+    width = 0.8 / len(groups)
+    for i, (method, pct) in enumerate(groups):
+        vals = [
+            _median(r["test_bleu"] for r in rs if (r["method"], r["pct"], r["init"]) == (method, pct, init))
+            for init in inits
+        ]
+        ax.bar(
+            [x + i * width for x in range(len(inits))],
+            [v or 0 for v in vals],
+            width,
+            label=f"{method} {pct:g}%",
+        )
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(inits))], inits, rotation=20, ha="right")
+    _finish(fig, ax, "Pruning at initialisation: test BLEU by initialisation", "initialisation", "test BLEU",
+            out / "snip_by_init.png")  # fmt: skip
+    return ["snip_by_init.png"]
+
+
+def fig_snip_by_fraction(rows, out: Path) -> list[str]:
+    rs = [
+        r
+        for r in rows
+        if r["status"] == "ok" and r["method"] == "snip" and r["data_sentences"] not in ("", None)
+    ]
+    if len({r["data_sentences"] for r in rs}) < 2:
+        return ["snip_by_fraction: SNIP jobs with fewer than 2 data amounts"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (init, pct) in enumerate(sorted({(r["init"], r["pct"]) for r in rs})):
+        cell = [r for r in rs if (r["init"], r["pct"]) == (init, pct)]
+        xs = sorted({r["data_sentences"] for r in cell})
+        ys = [_median(r["test_bleu"] for r in cell if r["data_sentences"] == x) for x in xs]
+        ax.plot(xs, ys, "o-", color=f"C{i % 10}", label=f"{init}, {pct:g}% (median over seeds)")
+    ax.set_xscale("log")
+    _finish(fig, ax, "SNIP: test BLEU by the data it scored on", "training sentences scored (log scale)",
+            "test BLEU", out / "snip_by_fraction.png")  # fmt: skip
+    return ["snip_by_fraction.png"]
+
+
+FIGURES: list[Callable[..., list[str]]] = [
+    fig_bleu_vs_sparsity, fig_class_sparsity, fig_class_sensitivity, fig_ppl_vs_magnitude, fig_masks,
+    fig_median_over_seeds, fig_snip_by_init, fig_snip_by_fraction, fig_dead_capacity,
+]  # fmt: skip

@@ -1,0 +1,178 @@
+"""A sweep's results.json files read into rows (one per job) and written as results.csv / results.md."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+COLUMNS = [
+    "job", "status", "error", "group", "method", "scheme", "pct", "timing", "schedule", "rewind",
+    "retrain_epochs",
+    "only", "init", "seed", "snip_fraction", "data_sentences", "sparsity", "test_bleu", "test_bleu_lc",
+    "test_ppl", "val_ppl", "pruned_test_bleu", "pruned_test_ppl", "dense_test_bleu", "dense_test_ppl",
+    "train_s", "prune_s", "saliency_s", "retrain_s", "epochs", "stop_reason", "dense_epochs",
+    "dead_softmax_words", "dead_token_share",
+]  # fmt: skip
+
+
+#: columns of the markdown table (the csv has all)
+MD_COLUMNS = [
+    "group", "pct", "seed", "init", "sparsity", "pruned_test_bleu", "test_bleu", "test_bleu_lc",
+    "pruned_test_ppl", "test_ppl", "dense_test_bleu", "retrain_s", "job",
+]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------- reading
+def _get(d: Any, *keys: str, default: Any = None) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def _overrides_dict(overrides: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for o in overrides or []:
+        if "=" in o:
+            k, v = o.split("=", 1)
+            out[k.lstrip("+~")] = v
+    return out
+
+
+def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
+    cfg = res.get("config") or {}
+    ov = _overrides_dict(res.get("overrides", []))
+    p = res.get("prune") or cfg.get("prune") or {}
+    pct = p.get("pct", ov.get("prune.pct", 0))
+    dense_job = res.get("status") == "ok" and res.get("prune") is None
+    row = {
+        "job": job,
+        "status": res.get("status", "unknown"),
+        "error": res.get("error", ""),
+        "method": "dense" if dense_job else p.get("method", ov.get("prune.method", "")),
+        "scheme": "" if dense_job else p.get("scheme", ov.get("prune.scheme", "")),
+        "pct": float(pct) if str(pct).replace(".", "", 1).isdigit() else pct,
+        "timing": p.get("timing", ""),
+        "schedule": p.get("schedule", "one_shot") if not dense_job else "",
+        "rewind": p.get("rewind", "none") if not dense_job else "",
+        "retrain_epochs": _get(p, "retrain", "epochs", default=""),
+        "only": p.get("only") or "",
+        "init": _get(cfg, "init", "scheme", default=ov.get("init", "")),
+        "seed": cfg.get("seed", ov.get("seed", "")),
+        "snip_fraction": _get(p, "snip", "fraction", default="") if p.get("method") == "snip" else "",
+        "data_sentences": _get(p, "data_used", "sentences", default=""),
+        "sparsity": res.get("sparsity"),
+        "test_bleu": res.get("test_bleu"),
+        "test_bleu_lc": res.get("test_bleu_lc"),
+        "test_ppl": res.get("test_ppl"),
+        "val_ppl": res.get("val_ppl"),
+        "pruned_test_bleu": _get(res, "pruned", "test_bleu"),
+        "pruned_test_ppl": _get(res, "pruned", "test_ppl"),
+        "dense_test_bleu": _get(res, "dense", "test_bleu"),
+        "dense_test_ppl": _get(res, "dense", "test_ppl"),
+        **{k: _get(res, "timings", k) for k in ("train_s", "prune_s", "saliency_s", "retrain_s")},
+        "epochs": _get(res, "training", "epochs"),
+        "stop_reason": _get(res, "training", "stop_reason"),
+        "dense_epochs": _get(res, "dense", "training", "epochs"),
+        "dead_softmax_words": _get(res, "dead", "by_class", "softmax", "fraction"),
+        "dead_token_share": _get(res, "dead", "softmax_dead_token_share"),
+    }
+    if not dense_job and row["pct"] == 0 and res.get("prune") is not None:
+        row["method"], row["scheme"] = "dense control", ""  # the baseline retrained, nothing pruned
+    row["group"] = _label(row)
+    row["_res"] = res
+    return row
+
+
+def collect(root: Path) -> list[dict[str, Any]]:
+    """One row per job under ``root`` (any depth): each results.json, and each Hydra job directory
+    (``.hydra/``) without one, as a failed job (killed before it could write)."""
+    rows, seen = [], set()
+    for f in sorted(root.rglob("results.json")):
+        if "report" in f.relative_to(root).parts[:1]:
+            continue
+        try:
+            res = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            res = {"status": "failed", "error": f"unreadable results.json: {e}"}
+        job = str(f.parent.relative_to(root)) or "."
+        rows.append(_row(job, res))
+        seen.add(f.parent)
+    for h in sorted(root.rglob(".hydra")):
+        if h.parent not in seen and (h / "overrides.yaml").exists():
+            ov = [
+                ln[2:].strip()
+                for ln in (h / "overrides.yaml").read_text().splitlines()
+                if ln.startswith("- ")
+            ]
+            res = {"status": "failed", "error": "no results.json (the job was killed?)", "overrides": ov}
+            rows.append(_row(str(h.parent.relative_to(root)) or ".", res))
+    return rows
+
+
+# --------------------------------------------------------------------------------- tables
+def _fmt(v: Any, column: str = "") -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if column == "sparsity":
+            return f"{v:.4f}"
+        return f"{v:g}" if column == "pct" else f"{v:.2f}"
+    return str(v)
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k) for k in COLUMNS})
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c), c).replace("|", "/") for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(rows, path: Path, root: Path, figures: list[str], notes: list[str]) -> None:
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] != "ok"]
+    parts = [f"# Sweep report: {root}", "", f"{len(rows)} jobs: {len(ok)} ok, {len(failed)} failed.", ""]
+    parts += [
+        "BLEU: sacreBLEU, cased, detokenised (`test_bleu_lc`: lowercased); `pruned_*`: after pruning, "
+        "before retraining; `dense_*`: the dense model the job pruned; times in seconds.",
+        "",
+    ]
+    parts += [markdown_table(sorted(ok, key=_sort_key), MD_COLUMNS), ""]
+    if failed:
+        parts += ["## Failed jobs", "", markdown_table(failed, ["job", "status", "error"]), ""]
+    parts += ["## Figures", ""] + [f"- `{f}`" for f in figures]
+    if notes:
+        parts += ["", "Skipped:", ""] + [f"- {n}" for n in notes]
+    path.write_text("\n".join(parts) + "\n")
+
+
+def _sort_key(r: dict[str, Any]) -> tuple:
+    return (_label(r), r["pct"] if isinstance(r["pct"], (int, float)) else -1, str(r["seed"]), r["job"])
+
+
+def _label(r: dict[str, Any]) -> str:
+    """The line a job belongs to: method/scheme plus whatever else distinguishes it."""
+    if r["method"] in ("dense", "dense control"):
+        return r["method"]
+    parts = [str(r["method"]), str(r["scheme"])]
+    if r.get("timing") in ("at_init", "during"):
+        parts.append(r["timing"])
+    if r.get("schedule") not in ("", "one_shot", None):
+        parts.append(r["schedule"])
+    if r.get("rewind") not in ("", "none", None):
+        parts.append(f"rewind={r['rewind']}")
+    if r.get("only"):
+        parts.append(f"only={r['only']}")
+    return "/".join(parts)
