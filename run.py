@@ -9,7 +9,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nmt_prune.validate import ConfigError, check_basics
+from nmt_prune.plan import check
+from nmt_prune.validate import ConfigError
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -24,7 +25,7 @@ def main(cfg: DictConfig) -> float | None:
     }
     try:
         if not job["multirun"]:
-            check_basics(cfg)  # before the training stack is imported: a typo fails in seconds
+            check(cfg)  # before torch and Lightning are imported: a typo fails in about a second
         from nmt_prune.experiment import run  # after Hydra parsed the command line: fast --help
 
         results = run(cfg, overrides=list(hc.overrides.task), job=job)

@@ -22,8 +22,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-SCHEMES = ("blind", "uniform", "distribution")
-EMBEDDING_CLASSES = ("src_embed", "tgt_embed")
+from nmt_prune.names import EMBEDDING_CLASSES, SCHEMES  # noqa: F401  (re-exported)
 
 
 def prunable_classes(

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
-
-from nmt_prune import saliency
+if TYPE_CHECKING:  # the records are read by the config checks before torch is imported
+    from torch import Tensor, nn
 
 #: when a criterion can prune (plan.PRUNE_TIMINGS less "auto")
 TIMINGS = ("after_fit", "at_init", "during")
@@ -35,7 +34,7 @@ class Context:
     settings: dict[str, Any]
 
 
-Scores = tuple[dict[str, Tensor], dict[str, Any]]  # scores by parameter name, what data they used
+Scores = tuple["dict[str, Tensor]", "dict[str, Any]"]  # scores by parameter name, what data they used
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,12 @@ class Criterion:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
+def _saliency():
+    from nmt_prune import saliency  # imported when scoring: the registry loads without torch
+
+    return saliency
+
+
 def _params(ctx: Context) -> dict[str, Tensor]:
     params = dict(ctx.model.named_parameters())
     return {n: params[n] for n in ctx.names}
@@ -68,11 +73,11 @@ def _needs_data(ctx: Context, name: str) -> None:
 
 
 def _magnitude(ctx: Context) -> Scores:
-    return saliency.magnitude(_params(ctx)), {}
+    return _saliency().magnitude(_params(ctx)), {}
 
 
 def _random(ctx: Context) -> Scores:
-    return saliency.random(_params(ctx), ctx.seed), {}
+    return _saliency().random(_params(ctx), ctx.seed), {}
 
 
 def _obd(ctx: Context) -> Scores:
@@ -81,7 +86,7 @@ def _obd(ctx: Context) -> Scores:
     examples = ctx.dm.sample_examples(s["sentences"], ctx.seed)
     used = {"sentences": len(examples), "tokens": sum(b["ntok"] for b in examples),
             "estimator": s["estimator"], "samples": s["samples"]}  # fmt: skip
-    return saliency.obd(ctx.model, ctx.names, examples, s["estimator"], s["samples"], ctx.seed), used
+    return _saliency().obd(ctx.model, ctx.names, examples, s["estimator"], s["samples"], ctx.seed), used
 
 
 def _batches(ctx: Context, name: str, fraction: int | float) -> tuple[list[dict], dict[str, Any]]:
@@ -94,12 +99,12 @@ def _batches(ctx: Context, name: str, fraction: int | float) -> tuple[list[dict]
 
 def _snip(ctx: Context) -> Scores:
     batches, used = _batches(ctx, "snip", ctx.settings["fraction"])
-    return saliency.snip(ctx.model, ctx.names, batches), {**used, "fraction": ctx.settings["fraction"]}
+    return _saliency().snip(ctx.model, ctx.names, batches), {**used, "fraction": ctx.settings["fraction"]}
 
 
 def _taylor(ctx: Context) -> Scores:
     batches, used = _batches(ctx, "taylor", ctx.settings["batches"])
-    return saliency.taylor(ctx.model, ctx.names, batches), used
+    return _saliency().taylor(ctx.model, ctx.names, batches), used
 
 
 REGISTRY: dict[str, Criterion] = {

@@ -25,11 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from nmt_prune import resume
 from nmt_prune.console import quiet_console, result_line
 from nmt_prune.loggers import LOGGERS, make_logger, summary_values
-from nmt_prune.plan import validate_prune
+from nmt_prune.plan import check, validate_prune
 from nmt_prune.pruning import prune_after_fit, prune_from_scratch
 from nmt_prune.runtime import keep_freed_memory
 from nmt_prune.training import build, build_data, effective_threads, train_dense
-from nmt_prune.validate import ConfigError, check_basics
 
 __all__ = ["build", "run", "summary_values", "validate_prune"]  # the job's API (and what tests import)
 log = logging.getLogger(__name__)
@@ -84,11 +83,7 @@ def run(
     try:
         if cfg.logger.name not in LOGGERS:
             raise ValueError(f"logger.name={cfg.logger.name!r}; valid choices: {LOGGERS}")
-        check_basics(cfg)
-        try:
-            timing = validate_prune(cfg)
-        except (ValueError, FileNotFoundError) as e:  # all of them a mistake in the config
-            raise ConfigError(str(e)) from None
+        timing = check(cfg)
         if cfg.get("resume", True) and not cfg.ckpt_path:
             action, prev, last = resume.decide(out, results["config"], results["overrides"])
             if action == "skip":

@@ -18,12 +18,9 @@ from nmt_prune.checkpoints import load_checkpoint
 from nmt_prune.data.text import PAD_ID, Tokenizer, Vocab
 from nmt_prune.metrics import bleu_scores
 from nmt_prune.model import Seq2Seq
+from nmt_prune.names import CONVERGENCE_RULES, LR_SCHEDULES, WEIGHT_PENALTIES  # noqa: F401  (re-exported)
 from nmt_prune.search import MAX_LEN_CAP, beam_search, greedy_search
 
-#: lr_schedule names that decide the fit's length from val ppl (callbacks/convergence.py applies them)
-CONVERGENCE_RULES = ("converge", "early_stop")
-LR_SCHEDULES = ("none", "halving", "plateau", *CONVERGENCE_RULES)
-WEIGHT_PENALTIES = ("none", "l1", "l2")
 log = logging.getLogger(__name__)
 
 

@@ -2,6 +2,9 @@
 
 ``validate_prune(cfg)`` returns the job's timing (None for a dense job) or raises a ``ValueError``
 that names the key, the bad value and the valid choices, or the incompatible pair.
+``check(cfg)``: every check of a job's config (``validate.check_basics``, unknown ``prune`` keys,
+``validate_prune``), as ``ConfigError``; it imports neither torch nor Lightning, so ``run.py``
+runs it first and a wrong value fails in about a second.
 """
 
 from __future__ import annotations
@@ -9,11 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from nmt_prune import criteria, saliency, schedules
-from nmt_prune.allocation import EMBEDDING_CLASSES, SCHEMES
-from nmt_prune.module import CONVERGENCE_RULES
+from nmt_prune import criteria
+from nmt_prune.names import (
+    CONVERGENCE_RULES,
+    EMBEDDING_CLASSES,
+    OBD_ESTIMATORS,
+    SCHEDULES,
+    SCHEMES,
+    class_names,
+)
+from nmt_prune.validate import ConfigError, check_basics
 
 PRUNE_TIMINGS = ("auto", *criteria.TIMINGS)
 REWINDS = ("none", "init", "reinit")
@@ -30,12 +40,6 @@ def _theta0_of(ckpt: str) -> Path | None:
 
 
 # --------------------------------------------------------------------------- pruning
-def _class_names(layers: int) -> list[str]:
-    """Seq2Seq.weight_classes() names, known from the config before any model is built."""
-    return ["src_embed", "tgt_embed", *[f"encoder.layer{k}" for k in range(layers)],
-            *[f"decoder.layer{k}" for k in range(layers)], "attention", "softmax"]  # fmt: skip
-
-
 def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{key}={value!r}; valid choices: {', '.join(choices)}")
@@ -45,7 +49,7 @@ def _excluded(p: DictConfig, layers: int | None = None) -> list[str]:
     """prune.exclude as a list (``prune.exclude=softmax`` means ``[softmax]``); with
     ``prune.only=CLASS``, every other class (``layers``: the model's, to name them)."""
     if p.get("only") and layers is not None:
-        return [c for c in _class_names(layers) if c != p.only]
+        return [c for c in class_names(layers) if c != p.only]
     return [p.exclude] if isinstance(p.exclude, str) else list(p.exclude or [])
 
 
@@ -60,13 +64,13 @@ def validate_prune(cfg: DictConfig) -> str | None:
         raise ValueError(f"prune.pct={pct!r}; must be a number in [0, 100) (percent of prunable weights)")
     _choice("prune.timing", p.timing, PRUNE_TIMINGS)
     crit = criteria.get(p.method)
-    _choice("prune.schedule", p.schedule, schedules.SCHEDULES)
+    _choice("prune.schedule", p.schedule, SCHEDULES)
     timing = crit.default_timing if p.timing == "auto" else p.timing  # prune.timing=auto
     if timing not in crit.timings:
         raise ValueError(f"prune.method={p.method} with prune.timing={timing}: {crit.why}; "
                          f"use prune.timing=auto or {' or '.join(crit.timings)}")  # fmt: skip
     _validate_schedule(p, timing)
-    _choice("prune.obd.estimator", p.obd.estimator, saliency.OBD_ESTIMATORS)
+    _choice("prune.obd.estimator", p.obd.estimator, OBD_ESTIMATORS)
     for key in ("sentences", "samples"):
         v = p.obd[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -85,7 +89,7 @@ def validate_prune(cfg: DictConfig) -> str | None:
         raise ValueError(f"prune.taylor.batches={b!r}; must be an integer >= 1 (training batches)")
     _choice("prune.scheme", p.scheme, SCHEMES)
     _choice("prune.rewind", p.rewind, REWINDS)
-    classes = _class_names(cfg.model.layers)
+    classes = class_names(cfg.model.layers)
     if p.only is not None:
         _choice("prune.only", p.only, tuple(classes))
         if _excluded(p):
@@ -183,3 +187,35 @@ def _validate_schedule(p: DictConfig, timing: str) -> None:
                 f"prune.scheme=blind (|w| < threshold) or distribution (|w| < threshold x sigma_c); got "
                 f"schedule={p.schedule}, method={p.method}, scheme={p.scheme}"
             )
+
+
+#: the prune node's keys and their defaults: every key a job may set (``+prune.X`` adds none)
+PRUNE_DEFAULTS = Path(__file__).resolve().parent.parent / "conf" / "prune" / "default.yaml"
+
+
+def _unknown_keys(node: Any, known: Any, prefix: str) -> list[tuple[str, list[str]]]:
+    """(key, the valid keys beside it) for every key of ``node`` that ``known`` lacks."""
+    if not isinstance(node, dict) or not isinstance(known, dict):
+        return []
+    out = [(f"{prefix}{k}", sorted(known)) for k in node if k not in known]
+    for k, v in node.items():
+        if k in known and isinstance(known[k], dict):
+            out += _unknown_keys(v, known[k], f"{prefix}{k}.")
+    return out
+
+
+def check(cfg: DictConfig) -> str | None:
+    """Every check of the config before any work; the job's timing (None: a dense job)."""
+    check_basics(cfg)
+    if PRUNE_DEFAULTS.is_file():  # (a checkout without conf/ has nothing to compare with)
+        known = OmegaConf.to_container(OmegaConf.load(PRUNE_DEFAULTS))
+        bad = _unknown_keys(OmegaConf.to_container(cfg.prune), known, "prune.")
+        if bad:
+            key, valid = bad[0]
+            parent = key.rsplit(".", 1)[0]
+            raise ConfigError(f"{key}: no such key; valid keys of {parent}: {', '.join(valid)} "
+                              f"(conf/prune/default.yaml)")  # fmt: skip
+    try:
+        return validate_prune(cfg)
+    except (ValueError, FileNotFoundError) as e:  # all of them a mistake in the config
+        raise ConfigError(str(e)) from None

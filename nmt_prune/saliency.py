@@ -15,8 +15,7 @@ from torch import Tensor, nn
 
 from nmt_prune.console import Progress
 from nmt_prune.data.text import PAD_ID
-
-OBD_ESTIMATORS = ("fisher", "ggn_mc", "exact")
+from nmt_prune.names import OBD_ESTIMATORS  # noqa: F401  (re-exported)
 
 
 def magnitude(params: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-SCHEDULES = ("one_shot", "iterative", "gradual", "linear")
+from nmt_prune.names import SCHEDULES  # noqa: F401  (re-exported)
 
 
 def one_shot(step: int, final: float, t0: int = 0) -> float:

@@ -1,5 +1,8 @@
 """The real config tree composes, its options are the documented ones, presets shrink runs."""
 
+import subprocess
+import sys
+
 import pytest
 from hydra.errors import ConfigCompositionException
 
@@ -33,3 +36,11 @@ def test_debug_fast_preset(tmp_path):
 def test_unknown_option_lists_choices(tmp_path):
     with pytest.raises(ConfigCompositionException, match="small"):
         make_cfg(tmp_path, "model=huge")
+
+
+def test_the_config_checks_import_neither_torch_nor_lightning():
+    """run.py runs them before the training stack is imported: a wrong value fails in a second."""
+    code = ("import sys; import run; from nmt_prune import plan; "
+            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")  # fmt: skip
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]"

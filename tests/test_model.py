@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from nmt_prune.model import INIT_SCHEMES, Seq2Seq, init_weights
+from nmt_prune.names import class_names
 
 
 def _model(**kw) -> Seq2Seq:
@@ -75,6 +76,7 @@ def test_weight_classes_cover_every_parameter_once(layers):
     m = _model(layers=layers)
     classes = m.weight_classes()
     assert len(classes) == 2 * layers + 4  # See et al.: 4 layers -> 12 classes
+    assert list(classes) == class_names(layers)  # the names the config checks use, in order
     names = [n for ns in classes.values() for n in ns]
     assert sorted(names) == sorted(n for n, _ in m.named_parameters())
     assert len(names) == len(set(names))

@@ -203,6 +203,9 @@ def test_default_job_learns_the_toy_task(tmp_path):
         ("eval.beam_size=-1", "eval.beam_size=-1; must be an integer >= 1"),
         ("prune.scheme=blnd", "prune.scheme='blnd'; valid choices: blind, uniform, distribution"),
         ("prune.pct=abc", "prune.pct='abc'; must be a number in [0, 100)"),
+        ("+prune.nonsense=1", "prune.nonsense: no such key; valid keys of prune: baseline, dropout_adjust"),
+        ("+prune.obd.foo=2", "prune.obd.foo: no such key; valid keys of prune.obd: estimator, samples"),
+        ("prune.method=taylr", "prune.method='taylr'; valid choices: magnitude, random, obd, snip, taylor"),
     ],
 )
 def test_a_users_mistake_is_one_line_before_any_work(tmp_path, override, message):

@@ -1,0 +1,32 @@
+"""The closed choices of the config, in one place and free of heavy imports: the config checks
+(``validate``, ``plan``) read them before torch and Lightning are imported, so a wrong name fails
+in about a second; the modules that implement each choice import their list from here.
+"""
+
+#: allocation schemes (``prune.scheme``; nmt_prune/allocation.py)
+SCHEMES = ("blind", "uniform", "distribution")
+#: the weight classes that are embeddings (``prune.include_embeddings``)
+EMBEDDING_CLASSES = ("src_embed", "tgt_embed")
+#: pruning schedules (``prune.schedule``; nmt_prune/schedules.py)
+SCHEDULES = ("one_shot", "iterative", "gradual", "linear")
+#: LR schedules that decide when a fit has converged (``lr_schedule.name``; callbacks/convergence.py)
+CONVERGENCE_RULES = ("converge", "early_stop")
+#: every ``lr_schedule.name`` (nmt_prune/module.py)
+LR_SCHEDULES = ("none", "halving", "plateau", *CONVERGENCE_RULES)
+#: ``loss.weight_penalty.type``
+WEIGHT_PENALTIES = ("none", "l1", "l2")
+#: OBD's Hessian-diagonal estimators (``prune.obd.estimator``; nmt_prune/saliency.py)
+OBD_ESTIMATORS = ("fisher", "ggn_mc", "exact")
+
+
+def class_names(layers: int) -> list[str]:
+    """The weight classes of See et al. 2016 for a model of ``layers`` LSTM layers, in order
+    (``Seq2Seq.weight_classes()`` maps exactly these to parameters; tests/test_model.py checks)."""
+    return [
+        "src_embed",
+        "tgt_embed",
+        *[f"encoder.layer{k}" for k in range(layers)],
+        *[f"decoder.layer{k}" for k in range(layers)],
+        "attention",
+        "softmax",
+    ]
