@@ -22,7 +22,7 @@ import torch
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from nmt_prune import resume
+from nmt_prune import export, resume
 from nmt_prune.console import quiet_console, result_line
 from nmt_prune.loggers import LOGGERS, make_logger, summary_values
 from nmt_prune.plan import check, validate_prune
@@ -111,6 +111,8 @@ def run(
             results.update(prune_from_scratch(cfg, dm, out, logger, timing))
         else:
             results.update(train_dense(cfg, dm, out, logger, resume=cfg.ckpt_path))
+        if results.get("checkpoint"):  # what its file would weigh exported (nmt_prune/export.py)
+            results["export"] = export.checkpoint_sizes(results["checkpoint"])
         return results
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SIGTERM (Lightning: SIGTERMException)
         code = (
