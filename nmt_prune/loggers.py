@@ -59,7 +59,7 @@ def summary_values(results: dict[str, Any]) -> dict[str, Any]:
 
     for key in ("status", "error", "prune", "sparsity", "sparsity_no_embed", "sparsity_by_class", "val_ppl",
                 "val_bleu", "test_ppl", "test_bleu", "test_bleu_lc", "test_bleu_tok_lc", "pruned", "dense",
-                "timings", "params", "training", "dead", "export"):  # fmt: skip
+                "timings", "params", "training", "dead", "export", "layer_error"):  # fmt: skip
         if key in results:
             walk(key, results[key])
     return flat

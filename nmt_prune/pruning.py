@@ -20,7 +20,7 @@ from callbacks.masking import (
     han_dropout_rates,
     masks_from_checkpoint,
 )
-from nmt_prune import baseline, criteria, schedules
+from nmt_prune import baseline, criteria, layer_error, schedules
 from nmt_prune.checkpoints import check_checkpoint
 from nmt_prune.data.datamodule import NMTDataModule
 from nmt_prune.data.text import EOS_ID
@@ -226,10 +226,12 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
         pruner.masks.apply(module.model)
     ev_trainer = make_trainer(cfg, out, logger, [pruner], max_epochs=0)
     t0 = time.perf_counter()
+    snap = layer_error.snapshot(module.model, dm) if pruner.masks is None else None  # (not on a resume)
     masks = pruner.masks or pruner.compute_masks(module.model, dm)
     pruner.masks = masks
     largest_removed = max_pruned_abs(module.model, masks.masks, module.model.weight_classes())
     masks.apply(module.model)
+    layer_err = layer_error.errors_after(snap, module.model) if snap else None
     prune_s = time.perf_counter() - t0
     log.info("pruned %s/%s %g%%: %d of %d prunable weights, %.1f s (scoring %.1f s)", p.method, p.scheme,
              p.pct, masks.n_pruned(), masks.n_masked(), prune_s, pruner.saliency_s)  # fmt: skip
@@ -278,7 +280,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     prune_info["max_pruned_abs_by_class"] = largest_removed
     return dict(
         status="ok", prune=prune_info, **rep, **after,
-        pruned={k: pruned[k] for k in FIGURES},
+        pruned={k: pruned[k] for k in FIGURES}, layer_error=layer_err,
         dense={k: dense.get(k) for k in _DENSE_KEYS},
         timings=timings, checkpoint=best, history=history, training=training, data=data_summary(cfg, dm),
     )  # fmt: skip

@@ -1,4 +1,5 @@
-"""Report figure: dead capacity (nmt_prune/dead.py) against sparsity, one panel per weight class.
+"""Report figures per weight class against sparsity: dead capacity (nmt_prune/dead.py) and the layer
+error (nmt_prune/layer_error.py).
 
 ``dead_capacity.png``: per class, the fraction of its units with no surviving weight (words for
 embeddings and the softmax layer, gate units for LSTM layers, h~ units for attention), and the
@@ -31,41 +32,85 @@ def _series(rows: list[dict[str, Any]], value) -> dict[str, tuple[list[float], l
     return {g: (sorted(d), [statistics.median(d[p]) for p in sorted(d)]) for g, d in sorted(by.items())}
 
 
-def fig_dead_capacity(rows: list[dict[str, Any]], out: Path) -> list[str]:
-    jobs = [r for r in rows if r["status"] == "ok" and isinstance(r["_res"].get("dead"), dict)]
-    jobs = [r for r in jobs if isinstance(r["pct"], (int, float)) and r["pct"] > 0]
-    if not jobs:
-        return ["dead_capacity: no pruned jobs with dead-capacity figures (results.json `dead`)"]
-    classes = list(dict.fromkeys(c for r in jobs for c in r["_res"]["dead"]["by_class"]))
-    panels = [*classes, TOKEN_SHARE]
+def _panels(jobs, panels, out: Path, name: str, title: str, ylabel: str, scale: float = 1.0) -> None:
+    """One panel per (panel title, value function of a result): a line per group vs sparsity."""
     cols = 3
     nrows = -(-len(panels) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
-    for ax, panel in zip(axes.flat, panels):
-        if panel == TOKEN_SHARE:
-            series = _series(jobs, lambda res: res["dead"].get(TOKEN_SHARE))
-            title = "training target tokens whose softmax row is empty"
-        else:
-            series = _series(
-                jobs, lambda res, c=panel: (res["dead"]["by_class"].get(c) or {}).get("fraction")
-            )
-            units = next(r["_res"]["dead"]["by_class"][panel]["units"] for r in jobs
-                         if panel in r["_res"]["dead"]["by_class"])  # fmt: skip
-            title = f"{panel}: {units} with no weight left"
-        for i, (group, (xs, ys)) in enumerate(series.items()):
+    for ax, (panel_title, value) in zip(axes.flat, panels):
+        for i, (group, (xs, ys)) in enumerate(_series(jobs, value).items()):
             ax.plot(
-                xs, [100 * y for y in ys], "osD^vP*"[i % 7] + "-", color=f"C{i % 10}", mfc="none", label=group
+                xs,
+                [scale * y for y in ys],
+                "osD^vP*"[i % 7] + "-",
+                color=f"C{i % 10}",
+                mfc="none",
+                label=group,
             )
-        ax.set_title(title, fontsize=9)
+        ax.set_title(panel_title, fontsize=9)
         ax.set_xlabel("sparsity (%)", fontsize=8)
-        ax.set_ylabel("%", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=8)
-    fig.suptitle("Dead capacity: rows and units a mask leaves empty (median over seeds)")
+    fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
-    fig.savefig(out / "dead_capacity.png", dpi=110)
+    fig.savefig(out / name, dpi=110)
     plt.close(fig)
+
+
+def _pruned_jobs(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    jobs = [r for r in rows if r["status"] == "ok" and isinstance(r["_res"].get(key), dict)]
+    return [r for r in jobs if isinstance(r["pct"], (int, float)) and r["pct"] > 0]
+
+
+def fig_dead_capacity(rows: list[dict[str, Any]], out: Path) -> list[str]:
+    jobs = _pruned_jobs(rows, "dead")
+    if not jobs:
+        return ["dead_capacity: no pruned jobs with dead-capacity figures (results.json `dead`)"]
+    classes = list(dict.fromkeys(c for r in jobs for c in r["_res"]["dead"]["by_class"]))
+    panels = []
+    for c in classes:
+        units = next(
+            r["_res"]["dead"]["by_class"][c]["units"] for r in jobs if c in r["_res"]["dead"]["by_class"]
+        )
+        panels.append(
+            (
+                f"{c}: {units} with no weight left",
+                lambda res, c=c: (res["dead"]["by_class"].get(c) or {}).get("fraction"),
+            )
+        )
+    panels.append(
+        ("training target tokens whose softmax row is empty", lambda res: res["dead"].get(TOKEN_SHARE))
+    )
+    _panels(
+        jobs,
+        panels,
+        out,
+        "dead_capacity.png",
+        "Dead capacity: rows and units a mask leaves empty (median over seeds)",
+        "%",
+        100.0,
+    )
     return ["dead_capacity.png"]
+
+
+def fig_layer_error(rows: list[dict[str, Any]], out: Path) -> list[str]:
+    """``layer_error.png``: per class, the relative output error ||WX - W'X|| / ||WX|| of the
+    pruned (not yet retrained) matrices on validation activations (nmt_prune/layer_error.py)."""
+    jobs = _pruned_jobs(rows, "layer_error")
+    if not jobs:
+        return ["layer_error: no pruned jobs with layer errors (results.json `layer_error`)"]
+    classes = list(dict.fromkeys(c for r in jobs for c in r["_res"]["layer_error"]["by_class"]))
+    panels = [(c, lambda res, c=c: res["layer_error"]["by_class"].get(c)) for c in classes]
+    _panels(
+        jobs,
+        panels,
+        out,
+        "layer_error.png",
+        "Relative output error of the pruned layers, ||WX - W'X|| / ||WX|| (median over seeds)",
+        "relative error",
+    )
+    return ["layer_error.png"]

@@ -68,6 +68,22 @@ def test_sweep_trains_the_dense_baseline_once(sweep):
     assert len({j["dense"]["test_bleu"] for j in jobs}) == 1
 
 
+def test_layer_error_of_every_pruned_job_grows_with_the_amount(sweep):
+    """results.json layer_error (nmt_prune/layer_error.py): every pruned class has one, and
+    pruning more of a class by magnitude moves its output more."""
+    tmp, jobs = sweep
+    by = {(j["prune"]["scheme"], j["prune"]["pct"]): j["layer_error"]["by_class"] for j in jobs}
+    for err in by.values():
+        assert set(err) == set(jobs[0]["sparsity_by_class"]) and all(0 < e < 2 for e in err.values())
+    for scheme in ("blind", "uniform", "distribution"):
+        for c in by[scheme, 50]:
+            assert by[scheme, 50][c] < by[scheme, 90][c], (scheme, c)
+    from nmt_prune.report import make_report
+
+    info = make_report(tmp / "multirun", tmp / "report", use_wandb=False)
+    assert "layer_error.png" in info["figures"] and (tmp / "report" / "layer_error.png").is_file()
+
+
 def test_uniform_prunes_every_class_equally(sweep):
     # (how blind and distribution differ needs trained, unequal classes: tests/test_allocation.py)
     tmp, jobs = sweep
