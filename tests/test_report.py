@@ -49,6 +49,7 @@ def _job(root: Path, name: str, **kw) -> None:
     }  # fmt: skip
     if kw.get("ckpt"):  # pruned jobs with masks also have dead-capacity figures, from the real function
         res["dead"] = dead_capacity(_random_masks(g, pct), _CLASSES_BY_NAME, torch.arange(1, 17))
+        res["layer_error"] = {"by_class": {c: pct / 100 * (1 + 0.1 * i) for i, c in enumerate(CLASSES)}}
         masks = {"encoder.weight_ih_l0": torch.rand(16, 8, generator=g) > pct / 100,
                  "decoder.0.weight_hh": torch.rand(16, 4, generator=g) > pct / 100}  # fmt: skip
         torch.save({"callbacks": {STATE_KEY: {"masks": masks}}}, d / "best.ckpt")
@@ -92,7 +93,7 @@ def test_report_writes_tables_and_every_figure(sweep):
     expected = ["bleu_vs_sparsity.png", "class_sensitivity.png", "ppl_vs_magnitude.png",
                 "median_bleu_by_group.png", "snip_by_init.png", "snip_by_fraction.png",
                 "class_sparsity_pct50.png", "class_sparsity_pct90.png", "masks_magnitude_blind.png",
-                "masks_magnitude_uniform.png", "dead_capacity.png"]  # fmt: skip
+                "masks_magnitude_uniform.png", "dead_capacity.png", "layer_error.png"]  # fmt: skip
     for name in expected:
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, name
