@@ -13,42 +13,21 @@ without AMX / AVX512-BF16 expect bf16 to be slower: the flags this CPU has are p
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from decode_speed import decode  # noqa: E402
-from train_throughput import batches_and_state, make_module, ntokens  # noqa: E402
+from train_throughput import batches_and_state, plain_loop  # noqa: E402
 
 from nmt_prune.data.datamodule import collate  # noqa: E402
 from nmt_prune.data.text import encode_source  # noqa: E402
 from nmt_prune.metrics import bleu_scores  # noqa: E402
 from nmt_prune.module import NMTModule  # noqa: E402
 from nmt_prune.search import beam_search  # noqa: E402
-
-
-def _autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
-def train_tok_s(batches: list[dict], warmup: int, state: dict, bf16: bool) -> float:
-    module = make_module(state).train()
-    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
-    for i, b in enumerate(batches):
-        if i == warmup:
-            t0 = time.perf_counter()
-        with _autocast(bf16):
-            loss = module.nll(b, 0.0) / b["ntok"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
-        opt.step()
-    return ntokens(batches[warmup:]) / (time.perf_counter() - t0)
 
 
 def cpu_flags() -> str:
@@ -77,7 +56,7 @@ def main() -> None:
     tok = {"fp32": [], "bf16": []}
     for _ in range(args.rounds):
         for name in tok:
-            tok[name].append(train_tok_s(batches, args.warmup, state, name == "bf16"))
+            tok[name].append(plain_loop(batches, args.warmup, state, naive=False, bf16=name == "bf16"))
     t32, t16 = statistics.median(tok["fp32"]), statistics.median(tok["bf16"])
     print(f"training: fp32 {t32:.0f} tok/s, bf16 {t16:.0f} tok/s, speed ratio bf16/fp32 {t16 / t32:.2f}")
 
@@ -91,7 +70,7 @@ def main() -> None:
     out, secs = {}, {"fp32": [], "bf16": []}
     for _ in range(args.rounds):
         for name in secs:
-            with torch.no_grad(), _autocast(name == "bf16"):
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16"):
                 out[name], s = decode(module, dec_batches, beam_search, 5)
             secs[name].append(s)
     same = sum(a == b for a, b in zip(out["fp32"], out["bf16"]))

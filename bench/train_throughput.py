@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule, collate
 from nmt_prune.data.text import PAD_ID
-from nmt_prune.model import init_weights
+from nmt_prune.init import init_weights
 from nmt_prune.module import NMTModule
 from nmt_prune.runtime import keep_freed_memory
 
@@ -62,19 +62,21 @@ def ntokens(batches: list[dict]) -> int:
     return sum(int((b["tgt_out"] != PAD_ID).sum()) for b in batches)
 
 
-def plain_loop(batches: list[dict], warmup: int, state: dict, naive: bool) -> float:
+def plain_loop(batches: list[dict], warmup: int, state: dict, naive: bool, bf16: bool = False) -> float:
     """A hand-written training loop. ``naive``: full (B, T, V) logits and a mean loss, as most
-    seq2seq code does; otherwise the module's own loss (softmax on real target positions only)."""
+    seq2seq code does; otherwise the module's own loss (softmax on real target positions only).
+    ``bf16``: the forward under CPU autocast to bfloat16 (what trainer.precision=bf16-mixed does)."""
     module = make_module(state).train()
     opt = torch.optim.Adam(module.parameters(), lr=1e-3)
     for i, b in enumerate(batches):
         if i == warmup:
             t0 = time.perf_counter()
-        if naive:
-            logits = module.model(b["src"], b["src_len"], b["tgt_in"])
-            loss = F.cross_entropy(logits.flatten(0, 1), b["tgt_out"].flatten(), ignore_index=PAD_ID)
-        else:
-            loss = module.nll(b, 0.0) / b["ntok"]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if naive:
+                logits = module.model(b["src"], b["src_len"], b["tgt_in"])
+                loss = F.cross_entropy(logits.flatten(0, 1), b["tgt_out"].flatten(), ignore_index=PAD_ID)
+            else:
+                loss = module.nll(b, 0.0) / b["ntok"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)

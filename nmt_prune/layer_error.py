@@ -187,14 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     names = [n for ns in classes.values() for n in ns]
     scores = {n: dense[n].abs() for n in names}  # magnitude (See et al.)
 
-    def val_ppl() -> float:
-        nll = ntok = 0.0
-        with torch.no_grad():
-            for b in dm.val_dataloader():
-                nll, ntok = nll + float(module.nll(b, 0.0)), ntok + b["ntok"]
-        return math.exp(min(nll / ntok, 50.0))
-
-    print(f"dense val ppl {val_ppl():.3f}; inputs from {SENTENCES} val sentences")
+    print(f"dense val ppl {module.split_ppl(dm.val_dataloader()):.3f}; inputs from {SENTENCES} val sentences")
     cls_names = list(model.weight_classes())
     print("scheme pct val_ppl " + " ".join(cls_names))
     for scheme in args.scheme.split(","):
@@ -206,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
                     p.copy_(dense[n] * keep[n] if n in keep else dense[n])
             err = errors_after(snap, model)["by_class"]
             row = " ".join(f"{err.get(c, 0.0):.3f}" for c in cls_names)
-            print(f"{scheme} {pct:g} {val_ppl():.2f} {row}")
+            print(f"{scheme} {pct:g} {module.split_ppl(dm.val_dataloader()):.2f} {row}")
     with torch.no_grad():
         for n, p in model.named_parameters():
             p.copy_(dense[n])

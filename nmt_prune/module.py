@@ -199,6 +199,18 @@ class NMTModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_end("test", self.trainer.datamodule.splits["test"].tgt_raw)
 
+    @torch.no_grad()
+    def split_ppl(self, loader) -> float:
+        """Perplexity over a data loader's batches, as validation computes it, without a Trainer
+        (dropout off while it runs)."""
+        was = self.training
+        self.eval()
+        nll, ntok = 0.0, 0
+        for batch in loader:
+            nll, ntok = nll + float(self.nll(batch, 0.0)), ntok + batch["ntok"]
+        self.train(was)
+        return math.exp(min(nll / ntok, 50.0))
+
     # ----------------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
         opt = instantiate(self.hparams.optim)(self.parameters())

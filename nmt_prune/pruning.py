@@ -4,7 +4,6 @@ the retraining recipe and the pruners built from the config."""
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,23 @@ from omegaconf import DictConfig, OmegaConf
 from callbacks.masking import (
     PruneAfterFit,
     PruneAtInit,
-    ScheduledPruning,
     han_dropout_rates,
     masks_from_checkpoint,
 )
-from nmt_prune import baseline, criteria, layer_error, schedules
+from nmt_prune import baseline, layer_error, schedules
 from nmt_prune.checkpoints import check_checkpoint
 from nmt_prune.data.datamodule import NMTDataModule
 from nmt_prune.data.text import EOS_ID
 from nmt_prune.dead import dead_capacity, target_counts
 from nmt_prune.module import NMTModule
-from nmt_prune.plan import _excluded, _theta0_of
+from nmt_prune.plan import _theta0_of
+from nmt_prune.pruners import (
+    build_schedule,
+    check_exact_size,
+    make_pruner,
+    prune_info_record,
+    scheduled_pruner,
+)
 from nmt_prune.stats import max_pruned_abs
 from nmt_prune.training import (
     FIGURES,
@@ -52,33 +57,6 @@ def _dead(masks, model, dm: NMTDataModule) -> dict[str, Any]:
     """results.json ``dead``: rows, columns and units the masks leave empty (nmt_prune/dead.py)."""
     counts = target_counts(dm.splits["train"].tgt, len(dm.tgt_vocab), EOS_ID)
     return dead_capacity(masks.masks, model.weight_classes(), counts)
-
-
-def _steps_per_epoch(cfg: DictConfig, dm: NMTDataModule) -> int:
-    """Optimizer steps per training epoch as Lightning runs them: trainer.overfit_batches (when
-    > 0) replaces trainer.limit_train_batches; with trainer.accumulate_grad_batches=k the
-    optimizer steps every k batches and at the end of the epoch. (ScheduledPruning fails the job
-    if its last event is not reached anyway.)"""
-    n = len(dm.train_dataloader())
-    overfit = cfg.trainer.get("overfit_batches") or 0
-    limit = overfit if overfit else cfg.trainer.get("limit_train_batches")
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        n = min(n, limit)
-    elif isinstance(limit, float):
-        n = max(1, int(n * limit))
-    return math.ceil(n / (cfg.trainer.get("accumulate_grad_batches") or 1))
-
-
-def build_schedule(cfg: DictConfig, dm: NMTDataModule, timing: str) -> schedules.Schedule:
-    """The job's schedule over the fit it prunes in: the retraining (after_fit: its epochs are
-    ``schedules.fit_epochs``) or the whole training (during). Raises before any training if the
-    schedule does not fit."""
-    p = OmegaConf.to_container(cfg.prune, resolve=True)
-    epochs = cfg.trainer.max_epochs if timing == "during" else schedules.fit_epochs(p["schedule"], p)
-    if epochs < 1:
-        key = "trainer.max_epochs" if timing == "during" else "prune.retrain.epochs"
-        raise ValueError(f"prune.schedule={p['schedule']} needs training to prune during: {key}=0")
-    return schedules.build(p["schedule"], p["pct"], p, _steps_per_epoch(cfg, dm), epochs)
 
 
 def _retrain_config(cfg: DictConfig) -> DictConfig:
@@ -116,50 +94,6 @@ _DENSE_KEYS = (
 )
 
 
-#: prune.obd.estimator=exact costs one backward pass per weight: tiny models only
-EXACT_MAX_WEIGHTS = 50_000
-
-
-def _check_exact_size(cfg: DictConfig, module: NMTModule) -> None:
-    if cfg.prune.method == "obd" and cfg.prune.obd.estimator == "exact":
-        n = sum(p.numel() for p in module.model.parameters())
-        if n > EXACT_MAX_WEIGHTS:
-            raise ValueError(
-                f"prune.obd.estimator=exact needs one backward pass per weight and this model has {n:,} "
-                f"parameters (limit {EXACT_MAX_WEIGHTS:,}); use estimator fisher or ggn_mc, or model=tiny"
-            )
-
-
-def _pruner(cls: type, cfg: DictConfig, *extra: Any, **kwargs: Any):
-    p = cfg.prune
-    return cls(
-        *extra, p.method, p.scheme, p.pct / 100, **kwargs, include_biases=p.include_biases,
-        include_embeddings=p.include_embeddings, exclude=tuple(_excluded(p, cfg.model.layers)),
-        seed=cfg.seed if p.seed is None else p.seed,
-        settings=_criterion_settings(p),
-    )  # fmt: skip
-
-
-def _criterion_settings(p: DictConfig) -> dict[str, Any]:
-    node = criteria.get(p.method).settings
-    return OmegaConf.to_container(p[node]) if node else {}
-
-
-def _scheduled_pruner(cfg: DictConfig, schedule: schedules.Schedule) -> ScheduledPruning:
-    p = cfg.prune
-    return _pruner(ScheduledPruning, cfg, schedule, regrow=p.regrow, dropout_adjust=p.dropout_adjust,
-                   threshold=p.iterative.threshold)  # fmt: skip
-
-
-def _prune_info(cfg: DictConfig, timing: str, pruner, masks) -> dict[str, Any]:
-    info = OmegaConf.to_container(cfg.prune, resolve=True)
-    info.update(timing=timing, amount=cfg.prune.pct / 100, n_pruned=masks.n_pruned(),
-                n_prunable=masks.n_masked(), data_used=pruner.data_used)  # fmt: skip
-    if isinstance(pruner, ScheduledPruning):
-        info["events"] = pruner.events
-    return info
-
-
 def prune_from_scratch(
     cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool, timing: str
 ) -> dict[str, Any]:
@@ -170,10 +104,10 @@ def prune_from_scratch(
     optimizer step; training runs from theta_0 (masked) with the full training recipe.
     """
     if timing == "during":
-        pruner = _scheduled_pruner(cfg, build_schedule(cfg, dm, timing))
+        pruner = scheduled_pruner(cfg, build_schedule(cfg, dm, timing))
         monitor = "val/ppl_at_target"
     else:
-        pruner, monitor = _pruner(PruneAtInit, cfg), "val/ppl"
+        pruner, monitor = make_pruner(PruneAtInit, cfg), "val/ppl"
         if cfg.ckpt_path:
             pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
             if pruner.masks is None:
@@ -186,7 +120,7 @@ def prune_from_scratch(
     else:
         res["timings"]["saliency_s"] = pruner.saliency_s
     res.update(
-        prune=_prune_info(cfg, timing, pruner, pruner.masks),
+        prune=prune_info_record(cfg, timing, pruner, pruner.masks),
         **rep,
         pruned=None,
         dense=None,
@@ -200,7 +134,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     p = cfg.prune
     sched = build_schedule(cfg, dm, "after_fit") if p.schedule != "one_shot" else None
     module = build_module(cfg, dm)  # receives the dense weights below
-    _check_exact_size(cfg, module)  # before the dense training, not after
+    check_exact_size(cfg, module)  # before the dense training, not after
     if p.baseline:
         dense = {"checkpoint": str(Path(p.baseline).resolve()), "cache_key": None, "trained_here": False,
                  "theta0": str(_theta0_of(p.baseline))}  # fmt: skip
@@ -217,7 +151,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
         dense.update({k: v for k, v in dense_ev.items() if k in FIGURES}, eval=job_eval, measured_here=True)
     if sched is not None:
         return _scheduled_after_fit(cfg, dm, out, logger, module, dense, sched)
-    pruner = _pruner(PruneAfterFit, cfg)
+    pruner = make_pruner(PruneAfterFit, cfg)
     if cfg.ckpt_path:  # resuming the retraining: the masks it started with, not recomputed ones
         check_checkpoint(cfg.ckpt_path, module, "ckpt_path")
         pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
@@ -276,7 +210,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
                "eval_s": eval_s + after.pop("eval_s"),
                "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
     pruned.pop("test_decode_s", None)
-    prune_info = _prune_info(cfg, "after_fit", pruner, masks)
+    prune_info = prune_info_record(cfg, "after_fit", pruner, masks)
     prune_info["max_pruned_abs_by_class"] = largest_removed
     return dict(
         status="ok", prune=prune_info, **rep, **after,
@@ -302,7 +236,7 @@ def _scheduled_after_fit(
     retraining epochs train with the same LR curve). The test uses the best epoch at the final
     sparsity (``val/ppl_at_target``).
     """
-    pruner = _scheduled_pruner(cfg, schedule)
+    pruner = scheduled_pruner(cfg, schedule)
     log.info("schedule %s", schedule.describe())
     figures = {f"dense/{k}": dense[k] for k in FIGURES if dense.get(k) is not None}
     rcfg = _retrain_config(cfg)
@@ -325,7 +259,8 @@ def _scheduled_after_fit(
                "retrain_s": retrain_s, "eval_s": after.pop("eval_s"),
                "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
     return dict(
-        status="ok", prune=_prune_info(cfg, "after_fit", pruner, pruner.masks), **rep, **after, pruned=None,
+        status="ok", prune=prune_info_record(cfg, "after_fit", pruner, pruner.masks), **rep, **after,
+        pruned=None,
         dense={k: dense.get(k) for k in _DENSE_KEYS},
         timings=timings, checkpoint=best, history=history, training=training, data=data_summary(cfg, dm),
     )  # fmt: skip

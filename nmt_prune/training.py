@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import time
@@ -19,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from callbacks.convergence import Convergence, stop_record
 from nmt_prune.checkpoints import check_checkpoint
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
-from nmt_prune.model import init_weights
+from nmt_prune.init import init_weights
 from nmt_prune.module import CONVERGENCE_RULES, NMTModule
 from nmt_prune.stats import param_stats
 
@@ -181,8 +180,4 @@ def val_ppl(cfg: DictConfig, dm: NMTDataModule, ckpt: str) -> float:
     vocabularies, else ValueError), measured as validation does, without a Trainer."""
     module = build_module(cfg, dm)
     load_weights(module, ckpt, "dense cache entry")
-    module.eval()
-    nll, ntok = 0.0, 0
-    for batch in dm.val_dataloader():
-        nll, ntok = nll + float(module.nll(batch, 0.0)), ntok + batch["ntok"]
-    return math.exp(min(nll / ntok, 50.0))
+    return module.split_ppl(dm.val_dataloader())

@@ -10,7 +10,8 @@ import torch
 
 from nmt_prune.data.datamodule import collate
 from nmt_prune.experiment import run
-from nmt_prune.model import Seq2Seq, init_weights
+from nmt_prune.init import init_weights
+from nmt_prune.model import Seq2Seq
 from nmt_prune.saliency import hessian_diagonal, snip
 from tests.conftest import make_cfg
 from tests.test_saliency import _examples

@@ -8,8 +8,9 @@ import math
 import torch
 
 from nmt_prune.data.datamodule import collate
+from nmt_prune.init import init_weights
 from nmt_prune.layer_error import layer_inputs, relative_errors
-from nmt_prune.model import Seq2Seq, init_weights
+from nmt_prune.model import Seq2Seq
 
 
 def _setup(seed=0):

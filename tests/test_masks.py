@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from callbacks.masking import PruneAfterFit
+from nmt_prune.init import init_weights
 from nmt_prune.masks import MaskSet
-from nmt_prune.model import Seq2Seq, init_weights
+from nmt_prune.model import Seq2Seq
 
 
 def _model(seed=0):

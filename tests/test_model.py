@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from nmt_prune.model import INIT_SCHEMES, Seq2Seq, init_weights
+from nmt_prune.init import INIT_SCHEMES, init_weights
+from nmt_prune.model import Seq2Seq
 from nmt_prune.names import class_names
 
 

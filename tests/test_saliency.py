@@ -8,7 +8,8 @@ from torch.func import functional_call
 
 from nmt_prune.allocation import allocate
 from nmt_prune.data.datamodule import collate
-from nmt_prune.model import Seq2Seq, init_weights
+from nmt_prune.init import init_weights
+from nmt_prune.model import Seq2Seq
 from nmt_prune.saliency import _eval_mode, hessian_diagonal, magnitude, obd, sentence_loss, snip, taylor
 
 

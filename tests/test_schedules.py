@@ -11,11 +11,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from callbacks.masking import ScheduledPruning, han_dropout_rates, masks_from_checkpoint
+from callbacks.masking import han_dropout_rates, masks_from_checkpoint
+from callbacks.scheduled import ScheduledPruning
 from nmt_prune import baseline
 from nmt_prune import schedules as S
 from nmt_prune.experiment import run
-from nmt_prune.model import Seq2Seq, init_weights
+from nmt_prune.init import init_weights
+from nmt_prune.model import Seq2Seq
 from nmt_prune.module import NMTModule
 from tests.conftest import ROOT, make_cfg
 from tests.test_prune_run import TINY

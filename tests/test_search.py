@@ -1,7 +1,8 @@
 import torch
 
 from nmt_prune.data.text import EOS_ID, PAD_ID
-from nmt_prune.model import Seq2Seq, init_weights
+from nmt_prune.init import init_weights
+from nmt_prune.model import Seq2Seq
 from nmt_prune.search import beam_search, greedy_search
 
 
