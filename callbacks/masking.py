@@ -125,12 +125,22 @@ class PruneOnce(MaskedTraining):
         self.settings = {**self.criterion.defaults, **(settings or {})}
         self.saliency_s = 0.0
         self.data_used: dict[str, Any] = {}
+        #: weights the criterion moved (OBS's update), written by ``apply``
+        self.new_weights: dict[str, torch.Tensor] = {}
+        self._ctx: criteria.Context | None = None
 
     def _scores(self, model: torch.nn.Module, names: list[str], dm) -> dict[str, torch.Tensor]:
-        scores, self.data_used = self.criterion.score(
-            criteria.Context(model, names, dm, self.seed, self.settings)
-        )
+        self._ctx = criteria.Context(model, names, dm, self.seed, self.settings)
+        scores, self.data_used = self.criterion.score(self._ctx)
         return scores
+
+    def apply(self, model: torch.nn.Module) -> None:
+        """Write the criterion's new weights (if it moved any), then zero the pruned ones."""
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, w in self.new_weights.items():
+                params[n].copy_(w)
+        self.masks.apply(model)
 
     def compute_masks(
         self,
@@ -140,7 +150,8 @@ class PruneOnce(MaskedTraining):
         prior: MaskSet | None = None,
         threshold: float | None = None,
     ) -> MaskSet:
-        """Scores -> exact-count masks over the configured prunable parameters (weights untouched).
+        """Scores -> exact-count masks over the configured prunable parameters (weights untouched:
+        a criterion that moves the kept weights, OBS, leaves them in ``new_weights`` for ``apply``).
 
         class-distribution's sigma_c: the standard deviation of the class's weights for
         ``magnitude`` (See et al.'s definition), of the class's scores for the other criteria.
@@ -172,11 +183,14 @@ class PruneOnce(MaskedTraining):
                         hit |= ~prior_masks[n].to(hit.device)
                     below, n_total = below + int(hit.sum()), n_total + hit.numel()
             amount = min(below, round(amount * n_total)) / n_total
-        return MaskSet(allocate(scores, classes, amount, self.scheme, scale, prior_masks))
+        keep = allocate(scores, classes, amount, self.scheme, scale, prior_masks)
+        if self.criterion.finish is not None:
+            keep, self.new_weights = self.criterion.finish(self._ctx, keep)
+        return MaskSet(keep)
 
     def prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.masks = self.compute_masks(pl_module.model, trainer.datamodule)
-        self.masks.apply(pl_module.model)
+        self.apply(pl_module.model)
         rep = self.log_sparsity(trainer, pl_module)
         log.info("pruned %s/%s %.1f%%: sparsity %.4f (%d of %d prunable weights zero), scoring %.1f s",
                  self.method, self.scheme, 100 * self.amount, rep["sparsity"], self.masks.n_pruned(),

@@ -32,6 +32,8 @@ class Context:
     dm: Any
     seed: int
     settings: dict[str, Any]
+    #: what a score function leaves for the criterion's ``finish`` (OBS: Hessians, traces)
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 Scores = tuple["dict[str, Tensor]", "dict[str, Any]"]  # scores by parameter name, what data they used
@@ -54,12 +56,23 @@ class Criterion:
     #: its settings node under ``prune`` (None: none) and their defaults
     settings: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    #: settings -> None or a ValueError naming the key (``plan.validate_prune`` calls it)
+    check: Callable[[dict[str, Any]], None] | None = None
+    #: after the allocation: (Context, keep-masks) -> (keep-masks, new weights of the pruned
+    #: matrices); may choose other weights of a row (same counts) and move the kept ones (OBS)
+    finish: Callable[[Context, dict[str, Tensor]], tuple[dict[str, Tensor], dict[str, Tensor]]] | None = None
 
 
 def _saliency():
     from nmt_prune import saliency  # imported when scoring: the registry loads without torch
 
     return saliency
+
+
+def _int(key: str, v: Any, low: int = 1, what: str = "") -> None:
+    """An integer >= ``low`` (not a bool), or a ValueError naming the key."""
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ValueError(f"{key}={v!r}; must be an integer >= {low}{what}")
 
 
 def _params(ctx: Context) -> dict[str, Tensor]:
@@ -107,6 +120,50 @@ def _taylor(ctx: Context) -> Scores:
     return _saliency().taylor(ctx.model, ctx.names, batches), used
 
 
+def _check_obd(s: dict[str, Any]) -> None:
+    from nmt_prune.names import OBD_ESTIMATORS
+
+    if s["estimator"] not in OBD_ESTIMATORS:
+        choices = ", ".join(OBD_ESTIMATORS)
+        raise ValueError(f"prune.obd.estimator={s['estimator']!r}; valid choices: {choices}")
+    for key in ("sentences", "samples"):
+        _int(f"prune.obd.{key}", s[key])
+
+
+def _check_snip(s: dict[str, Any]) -> None:
+    f = s["fraction"]
+    if isinstance(f, float) and 0 < f <= 1:
+        return
+    if isinstance(f, bool) or not isinstance(f, int) or f < 1:
+        raise ValueError(
+            f"prune.snip.fraction={f!r}; an integer >= 1 (batches) or a float in (0, 1] "
+            "(fraction of the training set)"
+        )
+
+
+def _obs(ctx: Context) -> Scores:
+    from nmt_prune import obs
+
+    _needs_data(ctx, "obs")
+    s = ctx.settings
+    scores, state, used = obs.scores(ctx.model, ctx.names, ctx.dm, s["sentences"], ctx.seed, s["damp"])
+    ctx.state.update(state)
+    return scores, used
+
+
+def _obs_finish(ctx: Context, keep: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    from nmt_prune import obs
+
+    return obs.finish(ctx.model, ctx.state, keep)
+
+
+def _check_obs(s: dict[str, Any]) -> None:
+    _int("prune.obs.sentences", s["sentences"])
+    d = s["damp"]
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not d > 0:
+        raise ValueError(f"prune.obs.damp={d!r}; must be a number > 0 (lambda of H + lambda mean(diag H) I)")
+
+
 REGISTRY: dict[str, Criterion] = {
     c.name: c
     for c in (
@@ -122,6 +179,7 @@ REGISTRY: dict[str, Criterion] = {
             why="OBD's saliency assumes a trained model (zero gradient)",
             settings="obd",
             defaults={"estimator": "fisher", "sentences": 1000, "samples": 1},
+            check=_check_obd,
         ),
         Criterion(
             "snip",
@@ -133,6 +191,7 @@ REGISTRY: dict[str, Criterion] = {
             why="SNIP is a criterion at initialisation that prunes once (Lee et al. 2019)",
             settings="snip",
             defaults={"fraction": 1},
+            check=_check_snip,
         ),
         Criterion(
             "taylor",
@@ -145,6 +204,21 @@ REGISTRY: dict[str, Criterion] = {
             "initialisation it is SNIP: use prune.method=snip)",
             settings="taylor",
             defaults={"batches": 8},
+            check=lambda s: _int("prune.taylor.batches", s["batches"], what=" (training batches)"),
+        ),
+        Criterion(
+            "obs",
+            _obs,
+            ("after_fit",),
+            "after_fit",
+            schedulable=False,
+            scale="scores",
+            why="layer-wise OBS prunes a trained model once and moves the weights it keeps "
+            "(Hassibi & Stork 1993; Frantar & Alistarh 2022)",
+            settings="obs",
+            defaults={"sentences": 1000, "damp": 0.01},
+            check=_check_obs,
+            finish=_obs_finish,
         ),
     )
 }

@@ -18,7 +18,6 @@ from nmt_prune import criteria
 from nmt_prune.names import (
     CONVERGENCE_RULES,
     EMBEDDING_CLASSES,
-    OBD_ESTIMATORS,
     SCHEDULES,
     SCHEMES,
     class_names,
@@ -70,23 +69,9 @@ def validate_prune(cfg: DictConfig) -> str | None:
         raise ValueError(f"prune.method={p.method} with prune.timing={timing}: {crit.why}; "
                          f"use prune.timing=auto or {' or '.join(crit.timings)}")  # fmt: skip
     _validate_schedule(p, timing)
-    _choice("prune.obd.estimator", p.obd.estimator, OBD_ESTIMATORS)
-    for key in ("sentences", "samples"):
-        v = p.obd[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"prune.obd.{key}={v!r}; must be an integer >= 1")
-    f = p.snip.fraction
-    if (
-        isinstance(f, bool)
-        or not isinstance(f, (int, float))
-        or (isinstance(f, int) and f < 1)
-        or (isinstance(f, float) and not 0 < f <= 1)
-    ):
-        raise ValueError(f"prune.snip.fraction={f!r}; an integer >= 1 (batches) or a float in (0, 1] "
-                         f"(fraction of the training set)")  # fmt: skip
-    b = p.taylor.batches
-    if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-        raise ValueError(f"prune.taylor.batches={b!r}; must be an integer >= 1 (training batches)")
+    for c in criteria.REGISTRY.values():  # every criterion's settings, used or not
+        if c.check is not None:
+            c.check({**c.defaults, **OmegaConf.to_container(p[c.settings])})
     _choice("prune.scheme", p.scheme, SCHEMES)
     _choice("prune.rewind", p.rewind, REWINDS)
     classes = class_names(cfg.model.layers)

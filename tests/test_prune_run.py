@@ -245,6 +245,9 @@ def test_every_registered_criterion_runs_end_to_end_at_every_timing_it_allows(tm
             r"prune.taylor.batches=0; must be an integer >= 1",
         ),
         (["prune.method=obd", "prune.timing=at_init"], r"obd with prune.timing=at_init"),
+        (["prune.method=obs", "prune.obs.damp=0"], r"prune.obs.damp=0; must be a number > 0"),
+        (["prune.method=obs", "prune.obs.sentences=0"], r"prune.obs.sentences=0; must be an integer >= 1"),
+        (["prune.method=obs", "prune.schedule=gradual"], r"obs"),
         (["prune.method=obd", "prune.obd.estimator=hutch"], r"estimator='hutch'.*fisher, ggn_mc, exact"),
         (["prune.method=snip", "prune.snip.fraction=0"], r"prune.snip.fraction=0"),
         (["prune.method=snip", "prune.snip.fraction=1.5"], r"prune.snip.fraction=1.5"),
@@ -289,3 +292,19 @@ def test_pruned_weights_stay_exactly_zero_through_bf16_steps(tmp_path):
     _check_masks_hold(res["checkpoint"], res)
     state = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
     assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
+
+
+def test_obs_moves_the_kept_weights_and_lowers_every_layers_output_error(tmp_path):
+    """In the pipeline, layer-wise OBS (retrain.epochs=0: the pruned model is the result) keeps the
+    allocation's count per class and moves the kept weights: each class's output error on
+    validation sentences (results.json layer_error) is below magnitude pruning's."""
+    res = {}
+    for method in ("magnitude", "obs"):
+        res[method] = run(make_cfg(tmp_path, *TINY[4:], "prune.pct=80", "prune.scheme=uniform",
+                                   f"prune.method={method}", "prune.retrain.epochs=0"))  # fmt: skip
+    mag, obs = res["magnitude"], res["obs"]
+    assert obs["sparsity_by_class"] == mag["sparsity_by_class"]  # uniform: the same count per class
+    for cls, err in obs["layer_error"]["by_class"].items():
+        if cls not in ("src_embed", "tgt_embed"):  # lookups: no update, another ranking
+            assert err < mag["layer_error"]["by_class"][cls], cls
+    _check_masks_hold(obs["checkpoint"], obs)

@@ -27,7 +27,7 @@ EXPECTED_JOBS = {
     "study_control": 3, "study_oneshot": 12, "study_gradual": 4, "study_no_retrain": 63,
     "study_no_retrain_controls": 42, "study_methods": 6, "study_rewind": 4, "study_snip": 8,
     "study_snip_init": 4, "study_snip_data": 3, "study_recipe": 4, "study_sensitivity": 40,
-    "study_schedules": 6, "study_sgd": 4, "study_headline": 4,
+    "study_schedules": 6, "study_sgd": 4, "study_headline": 4, "study_obs": 30,
 }  # fmt: skip
 
 
