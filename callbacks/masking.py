@@ -134,6 +134,13 @@ class PruneOnce(MaskedTraining):
         scores, self.data_used = self.criterion.score(self._ctx)
         return scores
 
+    def classes(self, model: torch.nn.Module) -> dict[str, list[str]]:
+        """The class -> parameter names this pruner may prune (``allocation.prunable_classes``)."""
+        shapes = {n: p.shape for n, p in model.named_parameters()}
+        return prunable_classes(
+            model.weight_classes(), shapes, self.include_biases, self.include_embeddings, self.exclude
+        )
+
     def apply(self, model: torch.nn.Module) -> None:
         """Write the criterion's new weights (if it moved any), then zero the pruned ones."""
         params = dict(model.named_parameters())
@@ -162,10 +169,7 @@ class PruneOnce(MaskedTraining):
         """
         amount = self.amount if amount is None else amount
         params = dict(model.named_parameters())
-        classes = prunable_classes(
-            model.weight_classes(), {n: p.shape for n, p in params.items()},
-            self.include_biases, self.include_embeddings, self.exclude,
-        )  # fmt: skip
+        classes = self.classes(model)
         names = [n for ns in classes.values() for n in ns]
         t0 = time.perf_counter()
         scores = self._scores(model, names, datamodule)

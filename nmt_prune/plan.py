@@ -52,6 +52,19 @@ def _excluded(p: DictConfig, layers: int | None = None) -> list[str]:
     return [p.exclude] if isinstance(p.exclude, str) else list(p.exclude or [])
 
 
+def _check_rpp(p: DictConfig, timing: str) -> None:
+    r = p.rpp
+    criteria._int("prune.rpp.epochs", r.epochs, 0, " (0: no RPP phase)")
+    criteria._int("prune.rpp.refresh", r.refresh, 1, " (optimizer steps)")
+    for key in ("lam", "eps"):
+        if isinstance(r[key], bool) or not isinstance(r[key], (int, float)) or not r[key] > 0:
+            raise ValueError(f"prune.rpp.{key}={r[key]!r}; must be a number > 0")
+    if r.epochs > 0 and (timing != "after_fit" or p.schedule != "one_shot" or p.rewind != "none"):
+        raise ValueError(f"prune.rpp.epochs={r.epochs} needs prune.timing=after_fit, prune.schedule=one_shot "
+                         f"and prune.rewind=none (RPP trains the dense model before one pruning); got "
+                         f"timing={timing}, schedule={p.schedule}, rewind={p.rewind}")  # fmt: skip
+
+
 def validate_prune(cfg: DictConfig) -> str | None:
     """Check the ``prune`` node before any work; return the timing (None: a dense job, pct=0).
 
@@ -72,6 +85,7 @@ def validate_prune(cfg: DictConfig) -> str | None:
     for c in criteria.REGISTRY.values():  # every criterion's settings, used or not
         if c.check is not None:
             c.check({**c.defaults, **OmegaConf.to_container(p[c.settings])})
+    _check_rpp(p, timing)
     _choice("prune.scheme", p.scheme, SCHEMES)
     _choice("prune.rewind", p.rewind, REWINDS)
     classes = class_names(cfg.model.layers)

@@ -18,7 +18,7 @@ from callbacks.masking import (
     han_dropout_rates,
     masks_from_checkpoint,
 )
-from nmt_prune import baseline, layer_error, schedules
+from nmt_prune import baseline, layer_error, rpp, schedules
 from nmt_prune.checkpoints import check_checkpoint
 from nmt_prune.data.datamodule import NMTDataModule
 from nmt_prune.data.text import EOS_ID
@@ -158,6 +158,10 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
         if pruner.masks is None:
             raise ValueError(f"ckpt_path={cfg.ckpt_path} holds no masks: it is not a pruned run's checkpoint")
         pruner.masks.apply(module.model)
+    rpp_record = None
+    if p.rpp.epochs > 0 and pruner.masks is None:  # RPP drives small weights to zero first
+        names = [n for ns in pruner.classes(module.model).values() for n in ns]
+        rpp_record = rpp.phase(cfg, dm, out, module, names)
     ev_trainer = make_trainer(cfg, out, logger, [pruner], max_epochs=0)
     t0 = time.perf_counter()
     snap = layer_error.snapshot(module.model, dm) if pruner.masks is None else None  # (not on a resume)
@@ -214,7 +218,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     prune_info["max_pruned_abs_by_class"] = largest_removed
     return dict(
         status="ok", prune=prune_info, **rep, **after,
-        pruned={k: pruned[k] for k in FIGURES}, layer_error=layer_err,
+        pruned={k: pruned[k] for k in FIGURES}, layer_error=layer_err, rpp=rpp_record,
         dense={k: dense.get(k) for k in _DENSE_KEYS},
         timings=timings, checkpoint=best, history=history, training=training, data=data_summary(cfg, dm),
     )  # fmt: skip
