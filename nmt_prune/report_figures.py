@@ -13,6 +13,7 @@ import matplotlib
 import torch
 
 from nmt_prune.report_dead import fig_dead_capacity, fig_layer_error
+from nmt_prune.report_size import fig_size
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -292,4 +293,5 @@ def fig_snip_by_fraction(rows, out: Path) -> list[str]:
 FIGURES: list[Callable[..., list[str]]] = [
     fig_bleu_vs_sparsity, fig_class_sparsity, fig_class_sensitivity, fig_ppl_vs_magnitude, fig_masks,
     fig_median_over_seeds, fig_snip_by_init, fig_snip_by_fraction, fig_dead_capacity, fig_layer_error,
+    fig_size,
 ]  # fmt: skip

@@ -14,7 +14,8 @@ COLUMNS = [
     "only", "init", "seed", "snip_fraction", "data_sentences", "sparsity", "test_bleu", "test_bleu_lc",
     "test_ppl", "val_ppl", "pruned_test_bleu", "pruned_test_ppl", "dense_test_bleu", "dense_test_ppl",
     "train_s", "prune_s", "saliency_s", "retrain_s", "epochs", "stop_reason", "dense_epochs",
-    "dead_softmax_words", "dead_token_share", "export_fp16_bytes", "export_fp16_ratio",
+    "dead_softmax_words", "dead_token_share", "export_fp16_bytes", "export_fp16_ratio", "hidden_size",
+    "nonzero_params",
 ]  # fmt: skip
 
 
@@ -82,6 +83,8 @@ def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
         "dead_token_share": _get(res, "dead", "softmax_dead_token_share"),
         "export_fp16_bytes": _get(res, "export", "fp16"),
         "export_fp16_ratio": _get(res, "export", "fp16_ratio"),
+        "hidden_size": _get(cfg, "model", "hidden_size"),
+        "nonzero_params": _get(res, "params", "nonzero"),
     }
     if not dense_job and row["pct"] == 0 and res.get("prune") is not None:
         row["method"], row["scheme"] = "dense control", ""  # the baseline retrained, nothing pruned

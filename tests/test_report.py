@@ -13,6 +13,7 @@ import torch
 from callbacks.masking import STATE_KEY
 from nmt_prune.dead import dead_capacity
 from nmt_prune.report import collect, main, make_report
+from nmt_prune.report_size import size_points
 
 CLASSES = ["src_embed", "tgt_embed", "encoder.layer0", "encoder.layer1", "decoder.layer0", "decoder.layer1",
            "attention", "softmax"]  # fmt: skip
@@ -54,6 +55,12 @@ def _job(root: Path, name: str, **kw) -> None:
                  "decoder.0.weight_hh": torch.rand(16, 4, generator=g) > pct / 100}  # fmt: skip
         torch.save({"callbacks": {STATE_KEY: {"masks": masks}}}, d / "best.ckpt")
         res["checkpoint"] = str(d / "best.ckpt")
+    if kw.get("width"):  # the large-vs-small study: models of several widths, their sizes
+        width, nonzero = kw["width"], kw["nonzero"]
+        res["config"]["model"] = {"hidden_size": width}
+        res["params"] = {"total": kw.get("total", nonzero), "nonzero": nonzero}
+        if kw.get("dense"):
+            res["prune"] = res["pruned"] = res["dense"] = None
     (d / "results.json").write_text(json.dumps(res))
 
 
@@ -72,6 +79,10 @@ def sweep(tmp_path: Path) -> Path:
             _job(root, f"init/{method}-{init}", method=method, init=init, pct=90, timing="at_init")
     for frac in (1, 4, 16):
         _job(root, f"frac/snip-{frac}", method="snip", fraction=frac, pct=90, timing="at_init")
+    for width, n in ((64, 1_600_000), (128, 3_500_000)):
+        _job(root, f"size/dense-{width}", width=width, nonzero=n, dense=True, pct=0)
+        _job(root, f"size/pruned-{width}", width=256, nonzero=n, total=8_270_000, scheme="uniform",
+             pct=round(100 * (1 - n / 8_270_000), 2))  # fmt: skip
     failed = root / "schemes" / "broken"
     failed.mkdir()
     res = {
@@ -89,11 +100,12 @@ def sweep(tmp_path: Path) -> Path:
 def test_report_writes_tables_and_every_figure(sweep):
     info = make_report(sweep, use_wandb=False)
     out = sweep / "report"
-    assert info["rows"] == 18 + 9 + 4 + 3 + 2 and info["failed"] == 2
+    assert info["rows"] == 18 + 9 + 4 + 3 + 4 + 2 and info["failed"] == 2
     expected = ["bleu_vs_sparsity.png", "class_sensitivity.png", "ppl_vs_magnitude.png",
                 "median_bleu_by_group.png", "snip_by_init.png", "snip_by_fraction.png",
                 "class_sparsity_pct50.png", "class_sparsity_pct90.png", "masks_magnitude_blind.png",
-                "masks_magnitude_uniform.png", "dead_capacity.png", "layer_error.png"]  # fmt: skip
+                "masks_magnitude_uniform.png", "dead_capacity.png", "layer_error.png",
+                "size.png"]  # fmt: skip
     for name in expected:
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, name
@@ -129,7 +141,7 @@ def test_report_errors_are_clear(tmp_path):
 def test_collect_reads_any_depth_and_skips_its_own_output(sweep):
     make_report(sweep, use_wandb=False)
     (sweep / "report" / "results.json").write_text("{}")  # nothing under report/ is a job
-    assert len(collect(sweep)) == 36
+    assert len(collect(sweep)) == 40
 
 
 def test_report_logs_figures_and_table_to_wandb_offline(tmp_path, monkeypatch):
@@ -144,3 +156,12 @@ def test_report_logs_figures_and_table_to_wandb_offline(tmp_path, monkeypatch):
         time.sleep(0.5)  # W&B's service process writes the offline record after finish() returns
         record = next(runs[0].glob("run-*.wandb")).read_bytes()
     assert b"bleu_vs_sparsity" in record and b"results" in record
+
+
+def test_size_points_are_families_at_their_nonzero_counts(sweep):
+    rows = [r for r in collect(sweep) if "size/" in r["job"]]
+    fam = size_points(rows)
+    assert set(fam) == {"dense", "256 pruned, magnitude/uniform"}
+    assert sorted(fam["256 pruned, magnitude/uniform"]) == [1_600_000, 3_500_000]
+    # the dense widths, and the pruned jobs' own baseline (one seed: counted once) at 8.27M
+    assert sorted(fam["dense"]) == [1_600_000, 3_500_000, 8_270_000] and fam["dense"][8_270_000] == [31.0]

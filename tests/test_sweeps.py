@@ -27,7 +27,8 @@ EXPECTED_JOBS = {
     "study_control": 3, "study_oneshot": 12, "study_gradual": 4, "study_no_retrain": 63,
     "study_no_retrain_controls": 42, "study_methods": 6, "study_rewind": 4, "study_snip": 8,
     "study_snip_init": 4, "study_snip_data": 3, "study_recipe": 4, "study_sensitivity": 40,
-    "study_schedules": 6, "study_sgd": 4, "study_headline": 4, "study_obs": 30,
+    "study_schedules": 6, "study_sgd": 4, "study_headline": 4, "study_obs": 30, "study_rpp_lambda": 6,
+    "study_rpp": 2, "study_size_dense": 4, "study_size_pruned": 4,
 }  # fmt: skip
 
 
@@ -160,3 +161,23 @@ def test_wandb_run_is_named_by_overrides_and_grouped_by_sweep(tmp_path):
     assert init["config"]["prune"]["pct"] == 0 and isinstance(init["config"], dict)
     init = make_logger(make_cfg(tmp_path, "logger=wandb", "logger.group=mine"), tmp_path, job)._wandb_init
     assert init["group"] == "mine"
+
+
+def test_size_presets_prune_to_the_nonzero_counts_of_the_dense_widths():
+    """study_size_pruned's percentages leave the 256 model with as many nonzero parameters
+    (biases included) as each dense width of study_size_dense has, on Multi30k's vocabularies."""
+    from nmt_prune.model import Seq2Seq
+
+    vocab = (6224, 8024)  # Multi30k En/De with min_freq 2 (the data module's log line)
+
+    def counts(h):
+        m = Seq2Seq(*vocab, emb_size=h, hidden_size=h, layers=2)
+        return sum(p.numel() for p in m.parameters()), sum(p.numel() for p in m.parameters() if p.dim() >= 2)
+
+    total, prunable = counts(256)
+    widths = [int(j[0].split("=")[1]) for j in _grid("study_size_dense")]
+    pcts = [float(j[0].split("=")[1]) for j in _grid("study_size_pruned")]
+    assert len(widths) == len(pcts)
+    for h, pct in zip(widths, pcts):
+        nonzero = total - round(pct / 100 * prunable)
+        assert abs(nonzero - counts(h)[0]) <= 0.005 / 100 * prunable, h  # pct has two decimals

@@ -1,0 +1,64 @@
+"""Report figure ``size.png``: prune large or train small? (Zhu & Gupta 2017): test BLEU against
+the number of nonzero parameters (biases included), one line per family: the dense models of
+each width (``study_size_dense``; the pruned jobs' own dense baseline adds its width), and each
+pruned family (a width and scheme pruned to several counts, ``study_size_pruned``). Medians over
+seeds. Drawn when the rows hold models of at least two widths.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from nmt_prune.report_read import _get  # noqa: E402
+
+
+def size_points(rows: list[dict[str, Any]]) -> dict[str, dict[int, list[float]]]:
+    """family -> nonzero parameters -> test BLEUs (one per job/seed)."""
+    fam: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    baselines: dict[tuple[int, Any], float] = {}  # (parameters, seed) -> the pruned jobs' dense BLEU
+    for r in rows:
+        res = r["_res"]
+        nonzero, width = _get(res, "params", "nonzero"), _get(res, "config", "model", "hidden_size")
+        if r["status"] != "ok" or r["test_bleu"] is None or nonzero is None or r["only"]:
+            continue
+        if r["method"] == "dense":
+            fam["dense"][nonzero].append(r["test_bleu"])
+            continue
+        fam[f"{width} pruned, {r['method']}/{r['scheme']}"][nonzero].append(r["test_bleu"])
+        total, dense_bleu = _get(res, "params", "total"), _get(res, "dense", "test_bleu")
+        if total is not None and dense_bleu is not None:
+            baselines[(total, r["seed"])] = dense_bleu
+    for (total, _), bleu in baselines.items():  # each seed's baseline counted once
+        fam["dense"][total].append(bleu)
+    return fam
+
+
+def fig_size(rows: list[dict[str, Any]], out: Path) -> list[str]:
+    widths = {_get(r["_res"], "config", "model", "hidden_size") for r in rows if r["status"] == "ok"}
+    if len(widths - {None}) < 2:
+        return ["size: models of one width only (study_size_dense and study_size_pruned draw it)"]
+    fam = size_points(rows)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, pts) in enumerate(sorted(fam.items())):
+        xs = sorted(pts)
+        ys = [statistics.median(pts[x]) for x in xs]
+        style = "ko-" if name == "dense" else "osD^v"[i % 5] + "-"
+        ax.plot(xs, ys, style, mfc="none", label=f"{name} (median over seeds)")
+    ax.set_xscale("log")
+    ax.set_title("Prune large or train small: test BLEU at equal nonzero parameters")
+    ax.set_xlabel("nonzero parameters (biases included, log scale)")
+    ax.set_ylabel("test BLEU (sacreBLEU)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "size.png", dpi=110)
+    plt.close(fig)
+    return ["size.png"]
