@@ -24,6 +24,7 @@ import lightning.pytorch as pl
 import torch
 
 from nmt_prune.module import CONVERGENCE_RULES as RULES
+from nmt_prune.names import VAL_PPL
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class Convergence(pl.Callback):
     def __init__(
         self,
         rule: str,
-        monitor: str = "val/ppl",
+        monitor: str = VAL_PPL,
         patience: int = 1,
         factor: float = 0.5,
         max_halvings: int = 0,

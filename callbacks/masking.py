@@ -16,6 +16,7 @@ import torch
 from nmt_prune import criteria
 from nmt_prune.allocation import allocate, class_std, prunable_classes
 from nmt_prune.masks import MaskSet
+from nmt_prune.names import SPARSITY
 from nmt_prune.schedules import han_dropout
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,8 @@ class MaskedTraining(pl.Callback):
         """Report the model's sparsity; send ``prune/sparsity[/<class>]`` to every logger."""
         model = pl_module.model
         rep = self.masks.report(model, model.weight_classes())
-        metrics = {"prune/sparsity": rep["sparsity"], "prune/sparsity_no_embed": rep["sparsity_no_embed"]}
-        metrics.update({f"prune/sparsity/{c}": v for c, v in rep["sparsity_by_class"].items()})
+        metrics = {SPARSITY: rep["sparsity"], f"{SPARSITY}_no_embed": rep["sparsity_no_embed"]}
+        metrics.update({f"{SPARSITY}/{c}": v for c, v in rep["sparsity_by_class"].items()})
         for lg in trainer.loggers:
             lg.log_metrics(metrics, step=trainer.global_step)
         return rep

@@ -18,7 +18,14 @@ from nmt_prune.checkpoints import load_checkpoint
 from nmt_prune.data.text import PAD_ID, Tokenizer, Vocab
 from nmt_prune.metrics import bleu_scores
 from nmt_prune.model import Seq2Seq
-from nmt_prune.names import CONVERGENCE_RULES, LR_SCHEDULES, WEIGHT_PENALTIES  # noqa: F401  (re-exported)
+from nmt_prune.names import (  # noqa: F401  (re-exported)
+    CONVERGENCE_RULES,
+    LR_SCHEDULES,
+    TRAIN_LOSS,
+    VAL_PPL,
+    VAL_PPL_AT_TARGET,
+    WEIGHT_PENALTIES,
+)
 from nmt_prune.search import MAX_LEN_CAP, beam_search, greedy_search
 
 log = logging.getLogger(__name__)
@@ -105,7 +112,7 @@ class NMTModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.nll(batch, self.hparams.label_smoothing) / batch["ntok"]
         self._tokens += batch["ntok"]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["ntok"])
+        self.log(TRAIN_LOSS, loss, prog_bar=True, batch_size=batch["ntok"])
         pen = self.penalty()
         if pen is not None:
             self.log("train/penalty", pen, batch_size=batch["ntok"])
@@ -152,7 +159,7 @@ class NMTModule(pl.LightningModule):
             self.last_hyps, self.last_signature = hyps, scores["signature"]
         metrics[f"{stage}/decode_s"] = self.decode_s
         if stage == "val" and self.at_target is not None:
-            metrics["val/ppl_at_target"] = metrics["val/ppl"] if self.at_target else math.inf
+            metrics[VAL_PPL_AT_TARGET] = metrics[VAL_PPL] if self.at_target else math.inf
         self.hyps, self.decode_s = {}, 0.0
         self.log_dict(metrics, prog_bar=True)
         return metrics
@@ -225,7 +232,7 @@ class NMTModule(pl.LightningModule):
         s = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=sched["factor"], patience=sched["patience"]
         )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "monitor": "val/ppl"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "monitor": VAL_PPL}}
 
     # ----------------------------------------------------------------------- checkpoints
     def on_fit_start(self) -> None:

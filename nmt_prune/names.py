@@ -30,3 +30,16 @@ def class_names(layers: int) -> list[str]:
         "attention",
         "softmax",
     ]
+
+
+# Metric names the loggers, the checkpoint monitor and the convergence rule use (slashes: W&B
+# groups them into panels); the per-split ones are f"{split}/ppl" etc. (module._eval_end).
+TRAIN_LOSS = "train/loss"
+VAL_PPL = "val/ppl"
+#: val perplexity once a schedule has reached its final sparsity (inf before): the monitor of
+#: scheduled fits, so the best checkpoint is one at the target
+VAL_PPL_AT_TARGET = "val/ppl_at_target"
+VAL_BLEU = "val/bleu"
+TEST_PPL = "test/ppl"
+TEST_BLEU = "test/bleu"
+SPARSITY = "prune/sparsity"

@@ -24,6 +24,7 @@ from nmt_prune.data.datamodule import NMTDataModule
 from nmt_prune.data.text import EOS_ID
 from nmt_prune.dead import dead_capacity, target_counts
 from nmt_prune.module import NMTModule
+from nmt_prune.names import VAL_PPL, VAL_PPL_AT_TARGET
 from nmt_prune.plan import _theta0_of
 from nmt_prune.pruners import (
     build_schedule,
@@ -105,9 +106,9 @@ def prune_from_scratch(
     """
     if timing == "during":
         pruner = scheduled_pruner(cfg, build_schedule(cfg, dm, timing))
-        monitor = "val/ppl_at_target"
+        monitor = VAL_PPL_AT_TARGET
     else:
-        pruner, monitor = make_pruner(PruneAtInit, cfg), "val/ppl"
+        pruner, monitor = make_pruner(PruneAtInit, cfg), VAL_PPL
         if cfg.ckpt_path:
             pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
             if pruner.masks is None:
@@ -246,7 +247,7 @@ def _scheduled_after_fit(
     rcfg = _retrain_config(cfg)
     rmodule = build_module(rcfg, dm)
     rmodule.model.load_state_dict(module.model.state_dict())
-    trainer = make_trainer(rcfg, out, logger, [pruner], monitor="val/ppl_at_target")
+    trainer = make_trainer(rcfg, out, logger, [pruner], monitor=VAL_PPL_AT_TARGET)
     for lg in trainer.loggers:
         lg.log_metrics(figures, step=0)
     trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)

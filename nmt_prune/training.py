@@ -20,6 +20,7 @@ from nmt_prune.checkpoints import check_checkpoint
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
 from nmt_prune.init import init_weights
 from nmt_prune.module import CONVERGENCE_RULES, NMTModule
+from nmt_prune.names import TEST_BLEU, TEST_PPL, VAL_BLEU, VAL_PPL
 from nmt_prune.stats import param_stats
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def make_trainer(
     out: Path,
     logger: Logger | bool,
     callbacks: list[pl.Callback] | None = None,
-    monitor: str = "val/ppl",
+    monitor: str = VAL_PPL,
     **overrides: Any,
 ) -> pl.Trainer:
     ckpt = ModelCheckpoint(
@@ -120,10 +121,10 @@ def evaluate(trainer: pl.Trainer, module: NMTModule, dm: NMTDataModule, ckpt: st
     val = trainer.validate(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
     test = trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
     return {
-        "val_ppl": val["val/ppl"],
-        "val_bleu": val.get("val/bleu"),
-        "test_ppl": test["test/ppl"],
-        "test_bleu": test["test/bleu"],
+        "val_ppl": val[VAL_PPL],
+        "val_bleu": val.get(VAL_BLEU),
+        "test_ppl": test[TEST_PPL],
+        "test_bleu": test[TEST_BLEU],
         "test_bleu_lc": test["test/bleu_lc"],
         "test_bleu_tok_lc": test["test/bleu_tok_lc"],
         "bleu_signature": module.last_signature,
@@ -143,7 +144,7 @@ def train_dense(
     logger: Logger | bool,
     resume: str | None = None,
     callbacks: list[pl.Callback] | None = None,
-    monitor: str = "val/ppl",
+    monitor: str = VAL_PPL,
 ) -> dict[str, Any]:
     """Train the dense model, test its best checkpoint; writes ``checkpoints/{best,last}.ckpt``,
     ``theta0.pt`` (the initial weights) and ``hypotheses.test.txt`` under ``out``.
