@@ -18,7 +18,7 @@ import time
 import torch
 from train_throughput import batches_and_state, make_module
 
-from callbacks.masking import PruneAfterFit
+from nmt_prune.pruner import Pruner
 from nmt_prune.runtime import keep_freed_memory
 
 
@@ -49,7 +49,7 @@ def main() -> None:
     keep_freed_memory()
     batches, state = batches_and_state(args)
     dense, masked = make_module(state).train(), make_module(state).train()
-    masks = PruneAfterFit("magnitude", "blind", args.amount).compute_masks(masked.model)
+    masks = Pruner("magnitude", "blind", args.amount).compute_masks(masked.model)
     masks.apply(masked.model)
     opt_d = torch.optim.Adam(dense.parameters(), lr=1e-3)
     opt_m = torch.optim.Adam(masked.parameters(), lr=1e-3)

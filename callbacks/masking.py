@@ -7,16 +7,14 @@ Thin by design: the maths lives in ``nmt_prune.saliency`` (scores), ``nmt_prune.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 
-from nmt_prune import criteria
-from nmt_prune.allocation import allocate, class_std, prunable_classes
 from nmt_prune.masks import MaskSet
 from nmt_prune.names import SPARSITY
+from nmt_prune.pruner import Pruner
 from nmt_prune.schedules import han_dropout
 
 log = logging.getLogger(__name__)
@@ -96,106 +94,18 @@ class MaskedTraining(pl.Callback):
         return rep
 
 
-class PruneOnce(MaskedTraining):
-    """Computes one mask with a saliency criterion and an allocation, then holds it fixed.
+class PruneOnce(MaskedTraining, Pruner):
+    """Computes one mask (``nmt_prune.pruner.Pruner``: criterion x allocation) when its timing
+    comes, then holds it fixed (``MaskedTraining``). Data-based criteria read the trainer's
+    datamodule."""
 
-    ``method`` (criterion) x ``scheme`` (allocation) are orthogonal: any saliency with any
-    allocation. The criterion's record (``nmt_prune.criteria``) scores; ``settings`` are its
-    settings (defaults: the record's). Data-based criteria read the training data of the
-    trainer's datamodule (or of the ``datamodule`` given to ``compute_masks``). After
-    ``compute_masks``, ``saliency_s`` is the time spent scoring and
-    ``data_used`` says on how much data.
-    """
-
-    def __init__(
-        self,
-        method: str,
-        scheme: str,
-        amount: float,
-        include_biases: bool = False,
-        include_embeddings: bool = True,
-        exclude: tuple[str, ...] = (),
-        seed: int = 0,
-        settings: dict | None = None,
-    ) -> None:
-        super().__init__(None)
-        self.method, self.scheme, self.amount, self.seed = method, scheme, amount, seed
-        self.include_biases, self.include_embeddings = include_biases, include_embeddings
-        self.exclude = exclude
-        self.criterion = criteria.get(method)
-        self.settings = {**self.criterion.defaults, **(settings or {})}
-        self.saliency_s = 0.0
-        self.data_used: dict[str, Any] = {}
-        #: weights the criterion moved (OBS's update), written by ``apply``
-        self.new_weights: dict[str, torch.Tensor] = {}
-        self._ctx: criteria.Context | None = None
-
-    def _scores(self, model: torch.nn.Module, names: list[str], dm) -> dict[str, torch.Tensor]:
-        self._ctx = criteria.Context(model, names, dm, self.seed, self.settings)
-        scores, self.data_used = self.criterion.score(self._ctx)
-        return scores
-
-    def classes(self, model: torch.nn.Module) -> dict[str, list[str]]:
-        """The class -> parameter names this pruner may prune (``allocation.prunable_classes``)."""
-        shapes = {n: p.shape for n, p in model.named_parameters()}
-        return prunable_classes(
-            model.weight_classes(), shapes, self.include_biases, self.include_embeddings, self.exclude
-        )
-
-    def apply(self, model: torch.nn.Module) -> None:
-        """Write the criterion's new weights (if it moved any), then zero the pruned ones."""
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, w in self.new_weights.items():
-                params[n].copy_(w)
-        self.masks.apply(model)
-
-    def compute_masks(
-        self,
-        model: torch.nn.Module,
-        datamodule=None,
-        amount: float | None = None,
-        prior: MaskSet | None = None,
-        threshold: float | None = None,
-    ) -> MaskSet:
-        """Scores -> exact-count masks over the configured prunable parameters (weights untouched:
-        a criterion that moves the kept weights, OBS, leaves them in ``new_weights`` for ``apply``).
-
-        class-distribution's sigma_c: the standard deviation of the class's weights for
-        ``magnitude`` (See et al.'s definition), of the class's scores for the other criteria.
-        ``amount`` (default: the callback's), ``prior``: masks of an earlier event, whose pruned
-        weights stay pruned (``allocation.allocate``). ``threshold``: prune every weight whose
-        score is below it (below threshold x sigma_c for ``distribution``: See et al.'s lambda),
-        plus the prior's, but never more than ``amount``.
-        """
-        amount = self.amount if amount is None else amount
-        params = dict(model.named_parameters())
-        classes = self.classes(model)
-        names = [n for ns in classes.values() for n in ns]
-        t0 = time.perf_counter()
-        scores = self._scores(model, names, datamodule)
-        self.saliency_s = time.perf_counter() - t0
-        scale = None
-        if self.scheme == "distribution":
-            scale = class_std(params if self.criterion.scale == "weights" else scores, classes)
-        prior_masks = prior.masks if prior is not None and len(prior) else None
-        if threshold is not None:
-            n_total = below = 0
-            for cls, ns in classes.items():
-                for n in ns:
-                    hit = scores[n] / (scale[cls] if scale else 1.0) < threshold
-                    if prior_masks is not None and n in prior_masks:
-                        hit |= ~prior_masks[n].to(hit.device)
-                    below, n_total = below + int(hit.sum()), n_total + hit.numel()
-            amount = min(below, round(amount * n_total)) / n_total
-        keep = allocate(scores, classes, amount, self.scheme, scale, prior_masks)
-        if self.criterion.finish is not None:
-            keep, self.new_weights = self.criterion.finish(self._ctx, keep)
-        return MaskSet(keep)
+    def __init__(self, method: str, scheme: str, amount: float, **kwargs: Any) -> None:
+        MaskedTraining.__init__(self, None)
+        Pruner.__init__(self, method, scheme, amount, **kwargs)
 
     def prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.masks = self.compute_masks(pl_module.model, trainer.datamodule)
-        self.apply(pl_module.model)
+        self.apply(pl_module.model, self.masks)
         rep = self.log_sparsity(trainer, pl_module)
         log.info("pruned %s/%s %.1f%%: sparsity %.4f (%d of %d prunable weights zero), scoring %.1f s",
                  self.method, self.scheme, 100 * self.amount, rep["sparsity"], self.masks.n_pruned(),

@@ -169,7 +169,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     masks = pruner.masks or pruner.compute_masks(module.model, dm)
     pruner.masks = masks
     largest_removed = max_pruned_abs(module.model, masks.masks, module.model.weight_classes())
-    pruner.apply(module.model)
+    pruner.apply(module.model, masks)
     layer_err = layer_error.errors_after(snap, module.model) if snap else None
     prune_s = time.perf_counter() - t0
     log.info("pruned %s/%s %g%%: %d of %d prunable weights, %.1f s (scoring %.1f s)", p.method, p.scheme,

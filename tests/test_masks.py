@@ -10,6 +10,7 @@ from callbacks.masking import PruneAfterFit
 from nmt_prune.init import init_weights
 from nmt_prune.masks import MaskSet
 from nmt_prune.model import Seq2Seq
+from nmt_prune.pruner import Pruner
 
 
 def _model(seed=0):
@@ -43,7 +44,7 @@ OPTIMISERS = {
 @pytest.mark.parametrize("name", list(OPTIMISERS))
 def test_pruned_weights_stay_zero_after_optimizer_steps(name):
     model = _model()
-    masks = PruneAfterFit("magnitude", "blind", 0.7).compute_masks(model)
+    masks = Pruner("magnitude", "blind", 0.7).compute_masks(model)
     masks.apply(model)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = OPTIMISERS[name](model.parameters())
@@ -69,7 +70,7 @@ def test_pruned_weights_stay_zero_after_optimizer_steps(name):
 def test_without_enforcement_optimisers_do_revive_weights():
     """The control: the test above would fail without the post-step re-zeroing."""
     model = _model()
-    masks = PruneAfterFit("magnitude", "blind", 0.7).compute_masks(model)
+    masks = Pruner("magnitude", "blind", 0.7).compute_masks(model)
     masks.apply(model)
     opt = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.5)
     opt.zero_grad()
@@ -80,7 +81,7 @@ def test_without_enforcement_optimisers_do_revive_weights():
 
 def test_state_roundtrip_weights_only_and_deepcopy():
     model = _model()
-    masks = PruneAfterFit("random", "uniform", 0.5, seed=3).compute_masks(model)
+    masks = Pruner("random", "uniform", 0.5, seed=3).compute_masks(model)
     masks.apply(model)
     buf = io.BytesIO()
     torch.save({"masks": masks.state_dict()}, buf)
@@ -96,7 +97,7 @@ def test_state_roundtrip_weights_only_and_deepcopy():
 
 def test_report_counts_and_classes():
     model = _model()
-    pruner = PruneAfterFit("magnitude", "uniform", 0.4, exclude=("softmax",), include_embeddings=False)
+    pruner = Pruner("magnitude", "uniform", 0.4, exclude=("softmax",), include_embeddings=False)
     masks = pruner.compute_masks(model)
     softmax_before = model.generator.weight.detach().clone()
     masks.apply(model)
@@ -112,8 +113,8 @@ def test_report_counts_and_classes():
 
 def test_and_is_monotone():
     model = _model()
-    a = PruneAfterFit("random", "blind", 0.5, seed=1).compute_masks(model)
-    b = PruneAfterFit("random", "blind", 0.5, seed=2).compute_masks(model)
+    a = Pruner("random", "blind", 0.5, seed=1).compute_masks(model)
+    b = Pruner("random", "blind", 0.5, seed=2).compute_masks(model)
     both = a & b
     assert both.n_pruned() >= max(a.n_pruned(), b.n_pruned())
 
@@ -167,7 +168,7 @@ def test_snip_masks_come_from_theta0_before_any_step_and_training_starts_there(t
     )  # fmt: skip
     init_weights(module.model, "uniform", 0.1)
     theta0 = {n: p.detach().clone() for n, p in module.model.named_parameters()}
-    expected = PruneAtInit("snip", "blind", 0.8, settings={"fraction": 2}).compute_masks(module.model, toy_dm)
+    expected = Pruner("snip", "blind", 0.8, settings={"fraction": 2}).compute_masks(module.model, toy_dm)
 
     class Probe(pl.Callback):
         first = None
