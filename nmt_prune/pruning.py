@@ -192,37 +192,67 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     masks.apply(rmodule.model)  # rewind=reinit: rmodule holds the fresh initialisation
     if p.dropout_adjust:
         rmodule.model.set_dropout(han_dropout_rates(rmodule.model, masks, dict(rmodule.model.dropout_p)))
-    epochs = rcfg.trainer.max_epochs
-    retrain_s, history, training = 0.0, [], None
-    if epochs > 0:
-        trainer = make_trainer(rcfg, out, logger, [pruner])
-        trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
-        retrain_s = rmodule.fit_s()  # the attempts it resumed included
-        history = list(rmodule.history)
-        training = training_record(trainer)
-        best = trainer.checkpoint_callback.best_model_path or None
-        after = evaluate(trainer, rmodule, dm, best)
+    if rcfg.trainer.max_epochs > 0:
+        fit, final = _retrain(cfg, rcfg, dm, out, logger, rmodule, pruner), rmodule
     else:  # evaluate only: the pruned model is the result; save it with its masks
         best = str(out / "checkpoints" / "best.ckpt")
         ev_trainer.save_checkpoint(best)
-        after = dict(pruned, eval_s=0.0)
-    write_hyps(out, rmodule if epochs > 0 else module)
-    final = rmodule if epochs > 0 else module
-    rep = masks.report(final.model, final.model.weight_classes())
-    rep["dead"] = _dead(masks, final.model, dm)
-    timings = {"train_s": dense.get("timings", {}).get("train_s", 0.0) if dense["trained_here"] else 0.0,
-               "prune_s": prune_s, "saliency_s": pruner.saliency_s, "retrain_s": retrain_s,
-               "eval_s": eval_s + after.pop("eval_s"),
-               "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
+        fit = {"after": dict(pruned), "retrain_s": 0.0, "history": [], "training": None, "checkpoint": best}
+        fit["after"]["eval_s"], final = 0.0, module
     pruned.pop("test_decode_s", None)
     prune_info = prune_info_record(cfg, "after_fit", pruner, masks)
     prune_info["max_pruned_abs_by_class"] = largest_removed
+    timings = {"prune_s": prune_s, "saliency_s": pruner.saliency_s, "eval_s": eval_s}
+    pruned = {k: pruned[k] for k in FIGURES}
+    extra = {"prune": prune_info, "pruned": pruned, "layer_error": layer_err, "rpp": rpp_record}
+    return _result(cfg, dm, out, final, masks, dense, fit, timings, **extra)
+
+
+def _retrain(
+    cfg, rcfg, dm, out, logger, rmodule, pruner, monitor: str = VAL_PPL, figures=None
+) -> dict[str, Any]:
+    """The one retraining path of every prune-after-fit job (one-shot or scheduled): fit
+    ``rmodule`` with the pruner's callback under the retraining recipe ``rcfg`` (resuming
+    ``cfg.ckpt_path``), then test its best checkpoint by ``monitor``. ``figures``: logged first."""
+    trainer = make_trainer(rcfg, out, logger, [pruner], monitor=monitor)
+    for lg in trainer.loggers:
+        lg.log_metrics(figures or {}, step=0)
+    trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    best = trainer.checkpoint_callback.best_model_path or None
+    return {
+        "after": evaluate(trainer, rmodule, dm, best),
+        "retrain_s": rmodule.fit_s(),  # the attempts it resumed included
+        "history": list(rmodule.history),
+        "training": training_record(trainer),
+        "checkpoint": best,
+    }
+
+
+def _result(cfg, dm, out, final, masks, dense, fit, timings, **extra) -> dict[str, Any]:
+    """results.json of a prune-after-fit job: the final model's figures, masks, dead capacity."""
+    write_hyps(out, final)
+    rep = masks.report(final.model, final.model.weight_classes())
+    rep["dead"] = _dead(masks, final.model, dm)
+    after = fit["after"]
+    timings = {
+        "train_s": dense.get("timings", {}).get("train_s", 0.0) if dense["trained_here"] else 0.0,
+        **timings,
+        "retrain_s": fit["retrain_s"],
+        "eval_s": timings.get("eval_s", 0.0) + after.pop("eval_s"),
+        "test_decode_s": after.pop("test_decode_s"),
+    }
     return dict(
-        status="ok", prune=prune_info, **rep, **after,
-        pruned={k: pruned[k] for k in FIGURES}, layer_error=layer_err, rpp=rpp_record,
+        status="ok",
+        **extra,
+        **rep,
+        **after,
         dense={k: dense.get(k) for k in _DENSE_KEYS},
-        timings=timings, checkpoint=best, history=history, training=training, data=data_summary(cfg, dm),
-    )  # fmt: skip
+        timings=timings,
+        checkpoint=fit["checkpoint"],
+        history=fit["history"],
+        training=fit["training"],
+        data=data_summary(cfg, dm),
+    )
 
 
 def _scheduled_after_fit(
@@ -247,25 +277,8 @@ def _scheduled_after_fit(
     rcfg = _retrain_config(cfg)
     rmodule = build_module(rcfg, dm)
     rmodule.model.load_state_dict(module.model.state_dict())
-    trainer = make_trainer(rcfg, out, logger, [pruner], monitor=VAL_PPL_AT_TARGET)
-    for lg in trainer.loggers:
-        lg.log_metrics(figures, step=0)
-    trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
-    retrain_s = rmodule.fit_s() - pruner.prune_s
-    history = list(rmodule.history)
-    training = training_record(trainer)
-    best = trainer.checkpoint_callback.best_model_path or None
-    after = evaluate(trainer, rmodule, dm, best)
-    write_hyps(out, rmodule)
-    rep = pruner.masks.report(rmodule.model, rmodule.model.weight_classes())
-    rep["dead"] = _dead(pruner.masks, rmodule.model, dm)
-    timings = {"train_s": dense.get("timings", {}).get("train_s", 0.0) if dense["trained_here"] else 0.0,
-               "prune_s": pruner.prune_s, "saliency_s": sum(e["saliency_s"] for e in pruner.events),
-               "retrain_s": retrain_s, "eval_s": after.pop("eval_s"),
-               "test_decode_s": after.pop("test_decode_s")}  # fmt: skip
-    return dict(
-        status="ok", prune=prune_info_record(cfg, "after_fit", pruner, pruner.masks), **rep, **after,
-        pruned=None,
-        dense={k: dense.get(k) for k in _DENSE_KEYS},
-        timings=timings, checkpoint=best, history=history, training=training, data=data_summary(cfg, dm),
-    )  # fmt: skip
+    fit = _retrain(cfg, rcfg, dm, out, logger, rmodule, pruner, VAL_PPL_AT_TARGET, figures)
+    fit["retrain_s"] -= pruner.prune_s
+    timings = {"prune_s": pruner.prune_s, "saliency_s": sum(e["saliency_s"] for e in pruner.events)}
+    prune_info = prune_info_record(cfg, "after_fit", pruner, pruner.masks)
+    return _result(cfg, dm, out, rmodule, pruner.masks, dense, fit, timings, prune=prune_info, pruned=None)
