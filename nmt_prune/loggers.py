@@ -10,6 +10,8 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from nmt_prune.results import FIGURE_BLOCKS
+
 LOGGERS = ("wandb", "csv", "none")
 
 
@@ -47,7 +49,8 @@ def make_logger(cfg: DictConfig, out: Path, job: dict[str, Any] | None = None) -
 
 
 def summary_values(results: dict[str, Any]) -> dict[str, Any]:
-    """results.json flattened to ``a/b`` keys of scalars (W&B summary; report columns)."""
+    """The figure blocks of results.json (``results.FIGURE_BLOCKS``) flattened to ``a/b`` keys of
+    scalars: the W&B run summary."""
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -57,9 +60,7 @@ def summary_values(results: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, (int, float, str, bool)) or value is None:
             flat[prefix] = value
 
-    for key in ("status", "error", "prune", "sparsity", "sparsity_no_embed", "sparsity_by_class", "val_ppl",
-                "val_bleu", "test_ppl", "test_bleu", "test_bleu_lc", "test_bleu_tok_lc", "pruned", "dense",
-                "timings", "params", "training", "dead", "export", "layer_error"):  # fmt: skip
+    for key in FIGURE_BLOCKS:
         if key in results:
             walk(key, results[key])
     return flat

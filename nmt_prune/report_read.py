@@ -8,14 +8,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from nmt_prune.results import PATH_COLUMNS, get, path_values
+
+#: the csv's columns: what the report computes per job, then the values read from results.json
 COLUMNS = [
     "job", "status", "error", "group", "method", "scheme", "pct", "timing", "schedule", "rewind",
-    "retrain_epochs",
-    "only", "init", "seed", "snip_fraction", "data_sentences", "sparsity", "test_bleu", "test_bleu_lc",
-    "test_ppl", "val_ppl", "pruned_test_bleu", "pruned_test_ppl", "dense_test_bleu", "dense_test_ppl",
-    "train_s", "prune_s", "saliency_s", "retrain_s", "epochs", "stop_reason", "dense_epochs",
-    "dead_softmax_words", "dead_token_share", "export_fp16_bytes", "export_fp16_ratio", "hidden_size",
-    "nonzero_params",
+    "retrain_epochs", "only", "init", "seed", "snip_fraction", *PATH_COLUMNS,
 ]  # fmt: skip
 
 
@@ -27,12 +25,7 @@ MD_COLUMNS = [
 
 
 # --------------------------------------------------------------------------------- reading
-def _get(d: Any, *keys: str, default: Any = None) -> Any:
-    for k in keys:
-        if not isinstance(d, dict) or k not in d:
-            return default
-        d = d[k]
-    return d
+_get = get  # (the figures modules import it from here)
 
 
 def _overrides_dict(overrides: Iterable[str]) -> dict[str, str]:
@@ -65,26 +58,7 @@ def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
         "init": _get(cfg, "init", "scheme", default=ov.get("init", "")),
         "seed": cfg.get("seed", ov.get("seed", "")),
         "snip_fraction": _get(p, "snip", "fraction", default="") if p.get("method") == "snip" else "",
-        "data_sentences": _get(p, "data_used", "sentences", default=""),
-        "sparsity": res.get("sparsity"),
-        "test_bleu": res.get("test_bleu"),
-        "test_bleu_lc": res.get("test_bleu_lc"),
-        "test_ppl": res.get("test_ppl"),
-        "val_ppl": res.get("val_ppl"),
-        "pruned_test_bleu": _get(res, "pruned", "test_bleu"),
-        "pruned_test_ppl": _get(res, "pruned", "test_ppl"),
-        "dense_test_bleu": _get(res, "dense", "test_bleu"),
-        "dense_test_ppl": _get(res, "dense", "test_ppl"),
-        **{k: _get(res, "timings", k) for k in ("train_s", "prune_s", "saliency_s", "retrain_s")},
-        "epochs": _get(res, "training", "epochs"),
-        "stop_reason": _get(res, "training", "stop_reason"),
-        "dense_epochs": _get(res, "dense", "training", "epochs"),
-        "dead_softmax_words": _get(res, "dead", "by_class", "softmax", "fraction"),
-        "dead_token_share": _get(res, "dead", "softmax_dead_token_share"),
-        "export_fp16_bytes": _get(res, "export", "fp16"),
-        "export_fp16_ratio": _get(res, "export", "fp16_ratio"),
-        "hidden_size": _get(cfg, "model", "hidden_size"),
-        "nonzero_params": _get(res, "params", "nonzero"),
+        **path_values(res),
     }
     if not dense_job and row["pct"] == 0 and res.get("prune") is not None:
         row["method"], row["scheme"] = "dense control", ""  # the baseline retrained, nothing pruned
