@@ -28,7 +28,7 @@ EXPECTED_JOBS = {
     "study_no_retrain_controls": 42, "study_methods": 6, "study_rewind": 4, "study_snip": 8,
     "study_snip_init": 4, "study_snip_data": 3, "study_recipe": 4, "study_sensitivity": 40,
     "study_schedules": 6, "study_sgd": 4, "study_headline": 4, "study_obs": 30, "study_rpp_lambda": 6,
-    "study_rpp": 2, "study_size_dense": 4, "study_size_pruned": 4,
+    "study_rpp": 2, "study_size_dense": 4, "study_size_pruned": 4, "study_obs_retrain": 2,
 }  # fmt: skip
 
 
