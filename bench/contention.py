@@ -57,8 +57,13 @@ def measure(setting: str, busy: bool, threads: int, steps: int) -> float:
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         time.sleep(0.5 if busy else 0)
-        p = subprocess.run([sys.executable, "-c", WORKER, str(threads), str(steps)], env=env,
-                           capture_output=True, text=True, check=True)  # fmt: skip
+        p = subprocess.run(
+            [sys.executable, "-c", WORKER, str(threads), str(steps)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return float(p.stdout.strip().splitlines()[-1])
     finally:
         if hog:

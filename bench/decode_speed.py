@@ -76,8 +76,15 @@ def decode(module: NMTModule, batches: list[dict], search, beam: int) -> tuple[l
     t0 = time.perf_counter()
     out = []
     for b in batches:
-        ids = search(module.model, b["src"], b["src_len"], beam, ev["length_penalty"], ev["max_len_ratio"],
-                     ev["max_len_extra"])  # fmt: skip
+        ids = search(
+            module.model,
+            b["src"],
+            b["src_len"],
+            beam,
+            ev["length_penalty"],
+            ev["max_len_ratio"],
+            ev["max_len_extra"],
+        )
         for row in ids.tolist():
             out.append(row[: row.index(EOS_ID) + 1] if EOS_ID in row else [t for t in row if t != PAD_ID])
     return out, time.perf_counter() - t0
@@ -98,8 +105,10 @@ def main() -> None:
     lines = Path(args.data_root, args.split).read_text(encoding="utf-8").splitlines()
     enc = [encode_source(module.src_tok, module.src_vocab, x) for x in lines]
     order = sorted(range(len(lines)), key=lambda i: len(enc[i]))  # as the translate CLI batches
-    batches = [collate([(i, enc[i], []) for i in order[s : s + args.batch_size]])
-               for s in range(0, len(order), args.batch_size)]  # fmt: skip
+    batches = [
+        collate([(i, enc[i], []) for i in order[s : s + args.batch_size]])
+        for s in range(0, len(order), args.batch_size)
+    ]
     times: dict[str, list[float]] = {"reference": [], "new": []}
     hyps = {}
     for _ in range(args.rounds):
@@ -108,8 +117,10 @@ def main() -> None:
             times[name].append(s)
     same = sum(a == b for a, b in zip(hyps["reference"], hyps["new"]))
     ref, new = statistics.median(times["reference"]), statistics.median(times["new"])
-    print(f"{len(lines)} sentences, beam {args.beam}, batch {args.batch_size}, {args.threads} threads, "
-          f"median of {args.rounds} rounds")  # fmt: skip
+    print(
+        f"{len(lines)} sentences, beam {args.beam}, batch {args.batch_size}, {args.threads} threads, "
+        f"median of {args.rounds} rounds"
+    )
     print(f"reference: {ref:.2f} s ({len(lines) / ref:.1f} sentences/s)")
     print(f"new:       {new:.2f} s ({len(lines) / new:.1f} sentences/s)")
     print(f"identical hypotheses: {same} of {len(lines)}")

@@ -63,8 +63,10 @@ def main() -> None:
     d, m = statistics.median(td), statistics.median(tm)
     zeros = sum(int((p == 0).sum()) for n, p in masked.model.named_parameters() if n in masks.masks)
     frac = zeros / masks.n_masked()
-    print(f"threads {args.threads}, {args.steps} steps x {args.rounds} rounds, "
-          f"{masks.n_masked():,} masked weights, {frac:.4f} zero after training")  # fmt: skip
+    print(
+        f"threads {args.threads}, {args.steps} steps x {args.rounds} rounds, "
+        f"{masks.n_masked():,} masked weights, {frac:.4f} zero after training"
+    )
     print(f"dense  step: {1000 * d:.1f} ms (rounds: {', '.join(f'{1000 * t:.1f}' for t in td)})")
     print(f"masked step: {1000 * m:.1f} ms (rounds: {', '.join(f'{1000 * t:.1f}' for t in tm)})")
     print(f"ratio masked/dense: {m / d:.3f}")

@@ -63,8 +63,10 @@ def main() -> None:
     t_train = time.perf_counter() - t0
     examples = [s for b in batches for s in singles(b)]
     n_sent = len(examples)
-    print(f"threads {args.threads}, {len(batches)} batches, {n_sent} sentences, "
-          f"{sum(b['ntok'] for b in batches)} target tokens")  # fmt: skip
+    print(
+        f"threads {args.threads}, {len(batches)} batches, {n_sent} sentences, "
+        f"{sum(b['ntok'] for b in batches)} target tokens"
+    )
     print(f"{'training steps':>16}: {t_train:7.2f} s  (1.00)")
     for est in ("fisher", "ggn_mc"):
         t0 = time.perf_counter()

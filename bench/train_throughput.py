@@ -22,15 +22,28 @@ from nmt_prune.init import init_weights
 from nmt_prune.module import NMTModule
 from nmt_prune.runtime import keep_freed_memory
 
-SMALL = {"emb_size": 256, "hidden_size": 256, "layers": 2, "dropout": 0.3, "attention": "general",
-         "input_feeding": True}  # fmt: skip
+SMALL = {
+    "emb_size": 256,
+    "hidden_size": 256,
+    "layers": 2,
+    "dropout": 0.3,
+    "attention": "general",
+    "input_feeding": True,
+}
 
 
 def batches_and_state(args) -> tuple[list[dict], dict]:
     if args.data_root:
-        cfg = DataConfig(name="multi30k", root=args.data_root, src_lang="en", tgt_lang="de", min_freq=2,
-                         splits={"train": "train", "val": "val", "test": "test_2016_flickr"},
-                         download=False, max_len=80)  # fmt: skip
+        cfg = DataConfig(
+            name="multi30k",
+            root=args.data_root,
+            src_lang="en",
+            tgt_lang="de",
+            min_freq=2,
+            splits={"train": "train", "val": "val", "test": "test_2016_flickr"},
+            download=False,
+            max_len=80,
+        )
         dm = NMTDataModule(cfg, ".cache")
         dm.setup()
         it = iter(dm.train_dataloader())
@@ -52,8 +65,14 @@ def batches_and_state(args) -> tuple[list[dict], dict]:
 
 def make_module(state: dict) -> NMTModule:
     torch.manual_seed(0)
-    m = NMTModule(model=dict(SMALL), optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
-                  lr_schedule={"name": "none"}, eval={}, data_state=state, label_smoothing=0.0)  # fmt: skip
+    m = NMTModule(
+        model=dict(SMALL),
+        optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
+        lr_schedule={"name": "none"},
+        eval={},
+        data_state=state,
+        label_smoothing=0.0,
+    )
     init_weights(m.model, "uniform")
     return m
 
@@ -99,9 +118,16 @@ class _Clock(pl.Callback):
 def lightning_loop(batches: list[dict], warmup: int, state: dict) -> float:
     module = make_module(state)
     clock = _Clock(warmup)
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, gradient_clip_val=5.0, limit_val_batches=0,
-                         callbacks=[clock])  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=5.0,
+        limit_val_batches=0,
+        callbacks=[clock],
+    )
     loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
     trainer.fit(module, train_dataloaders=loader)
     return ntokens(batches[warmup:]) / (clock.t1 - clock.t0)
@@ -119,9 +145,11 @@ def main() -> None:
     if not args.default_malloc:
         keep_freed_memory()
     batches, state = batches_and_state(args)
-    print(f"{args.steps} batches of 64 sentences, {ntokens(batches[args.warmup:])} target tokens, "
-          f"threads={args.threads}, data={'multi30k' if args.data_root else 'synthetic'}, "
-          f"malloc={'default' if args.default_malloc else 'keep_freed_memory'}")  # fmt: skip
+    print(
+        f"{args.steps} batches of 64 sentences, {ntokens(batches[args.warmup :])} target tokens, "
+        f"threads={args.threads}, data={'multi30k' if args.data_root else 'synthetic'}, "
+        f"malloc={'default' if args.default_malloc else 'keep_freed_memory'}"
+    )
     naive = plain_loop(batches, args.warmup, state, naive=True)
     plain = plain_loop(batches, args.warmup, state, naive=False)
     lit = lightning_loop(batches, args.warmup, state)

@@ -107,9 +107,16 @@ class PruneOnce(MaskedTraining, Pruner):
         self.masks = self.compute_masks(pl_module.model, trainer.datamodule)
         self.apply(pl_module.model, self.masks)
         rep = self.log_sparsity(trainer, pl_module)
-        log.info("pruned %s/%s %.1f%%: sparsity %.4f (%d of %d prunable weights zero), scoring %.1f s",
-                 self.method, self.scheme, 100 * self.amount, rep["sparsity"], self.masks.n_pruned(),
-                 self.masks.n_masked(), self.saliency_s)  # fmt: skip
+        log.info(
+            "pruned %s/%s %.1f%%: sparsity %.4f (%d of %d prunable weights zero), scoring %.1f s",
+            self.method,
+            self.scheme,
+            100 * self.amount,
+            rep["sparsity"],
+            self.masks.n_pruned(),
+            self.masks.n_masked(),
+            self.saliency_s,
+        )
 
 
 class PruneAfterFit(PruneOnce):

@@ -104,22 +104,40 @@ class ScheduledPruning(PruneOnce):
         rep = self.log_sparsity(trainer, pl_module)
         seconds = time.perf_counter() - t0
         self.prune_s += seconds
-        event = {"step": step, "epoch": trainer.current_epoch, "target": target,
-                 "sparsity": rep["sparsity"], "n_pruned": self.masks.n_pruned(),
-                 "saliency_s": self.saliency_s, "seconds": seconds}  # fmt: skip
+        event = {
+            "step": step,
+            "epoch": trainer.current_epoch,
+            "target": target,
+            "sparsity": rep["sparsity"],
+            "n_pruned": self.masks.n_pruned(),
+            "saliency_s": self.saliency_s,
+            "seconds": seconds,
+        }
         if self.dropout_adjust:
             event["dropout"] = dict(model.dropout_p)
         self.events.append(event)
-        log.info("step %d (epoch %d): pruned %s/%s to %.4f (target %.4f), %.1f s",
-                 step, trainer.current_epoch, self.method, self.scheme, rep["sparsity"],
-                 target, seconds)  # fmt: skip
+        log.info(
+            "step %d (epoch %d): pruned %s/%s to %.4f (target %.4f), %.1f s",
+            step,
+            trainer.current_epoch,
+            self.method,
+            self.scheme,
+            rep["sparsity"],
+            target,
+            seconds,
+        )
 
     def _adjust_dropout(self, model: torch.nn.Module) -> None:
         model.set_dropout(han_dropout_rates(model, self.masks, self.base_dropout))
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "last_step": self.last_step, "events": self.events,
-                "base_dropout": self.base_dropout, "frozen": self.frozen}  # fmt: skip
+        return {
+            **super().state_dict(),
+            "last_step": self.last_step,
+            "events": self.events,
+            "base_dropout": self.base_dropout,
+            "frozen": self.frozen,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)

@@ -40,8 +40,9 @@ def prunable_classes(
     """
     unknown = [c for c in exclude if c not in classes]
     if unknown:
-        raise ValueError(f"prune.exclude={list(exclude)} names unknown classes {unknown}; "
-                         f"valid choices: {list(classes)}")  # fmt: skip
+        raise ValueError(
+            f"prune.exclude={list(exclude)} names unknown classes {unknown}; valid choices: {list(classes)}"
+        )
     out = {}
     for cls, names in classes.items():
         if cls in exclude or (not include_embeddings and cls in EMBEDDING_CLASSES):
@@ -88,8 +89,10 @@ def apportion(amount: float, sizes: Sequence[int], at_least: Sequence[int] | Non
     counts = [max(int(x), lo) for x, lo in zip(ideal, low)]
     rest = total - sum(counts)
     if rest < 0:
-        raise ValueError(f"cannot prune {total} weights while keeping the {sum(low)} already pruned "
-                         f"within one weight of {amount:.4f} per class; raise the target")  # fmt: skip
+        raise ValueError(
+            f"cannot prune {total} weights while keeping the {sum(low)} already pruned "
+            f"within one weight of {amount:.4f} per class; raise the target"
+        )
     by_remainder = sorted(range(len(sizes)), key=lambda i: (-(ideal[i] - counts[i]), i))
     for i in by_remainder[:rest]:
         counts[i] += 1
@@ -121,8 +124,10 @@ def allocate(
     if sorted(order) != sorted(scores):
         raise ValueError("every scored parameter must belong to exactly one class")
     if prior is not None:
-        scores = {n: s.masked_fill(~prior[n].to(s.device), float("-inf")) if n in prior else s
-                  for n, s in scores.items()}  # fmt: skip
+        scores = {
+            n: s.masked_fill(~prior[n].to(s.device), float("-inf")) if n in prior else s
+            for n, s in scores.items()
+        }
     if scheme == "uniform":
         masks = {}
         sizes = [sum(scores[n].numel() for n in ns) for ns in groups.values()]

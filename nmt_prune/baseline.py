@@ -48,9 +48,16 @@ log = logging.getLogger(__name__)
 #: the config parts a dense training depends on
 KEY_PARTS = ("data", "model", "init", "optim", "lr_schedule", "loss", "trainer", "seed")
 #: the source files (under the project root) whose code decides what a dense training learns
-CODE_FILES = ("nmt_prune/model.py", "nmt_prune/module.py", "nmt_prune/search.py", "nmt_prune/data/text.py",
-              "nmt_prune/data/datamodule.py", "nmt_prune/data/corpus.py", "nmt_prune/data/toy.py",
-              "callbacks/convergence.py")  # fmt: skip
+CODE_FILES = (
+    "nmt_prune/model.py",
+    "nmt_prune/module.py",
+    "nmt_prune/search.py",
+    "nmt_prune/data/text.py",
+    "nmt_prune/data/datamodule.py",
+    "nmt_prune/data/corpus.py",
+    "nmt_prune/data/toy.py",
+    "callbacks/convergence.py",
+)
 FORMAT = 2  # 1: no fingerprints, data.root in the key
 #: relative difference of the re-measured val perplexity that still counts as reproduced
 ADOPT_RTOL = 1e-3
@@ -84,8 +91,10 @@ def code_version() -> str:
 def key_config(cfg: DictConfig, data_fingerprint: str | None = None) -> dict[str, Any]:
     """The resolved config parts that determine the dense model, and the fingerprints of the data
     (``data_fingerprint``: the data module's) and of the code."""
-    parts = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
-             for k in KEY_PARTS}  # fmt: skip
+    parts = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+        for k in KEY_PARTS
+    }
     data = parts["data"]
     data.pop("download", None)
     data.pop("root", None)  # where the files lie does not count; what they hold does
@@ -129,9 +138,11 @@ def _waiting_lock(path: Path, key: str, timeout_h: float = LOCK_TIMEOUT_H, repor
             except Timeout:
                 waited += report_s
                 if waited >= deadline:
-                    raise TimeoutError(f"waited {timeout_h:g} h for the dense baseline {key} that another "
-                                       f"job trains (lock {path}); if no job is training it, delete the "
-                                       f"lock file and run again") from None  # fmt: skip
+                    raise TimeoutError(
+                        f"waited {timeout_h:g} h for the dense baseline {key} that another "
+                        f"job trains (lock {path}); if no job is training it, delete the "
+                        f"lock file and run again"
+                    ) from None
                 log.info(
                     "dense baseline %s: still waiting for the job that trains it (%.0f min)", key, waited / 60
                 )
@@ -270,6 +281,11 @@ def obtain(
         elif not adopted:
             log.info("dense baseline %s found in the cache (%s)", key, final)
     res = json.loads((final / "results.json").read_text())
-    res.update(checkpoint=str(final / "best.ckpt"), theta0=str(final / "theta0.pt"), cache_key=key,
-               cache_dir=str(final), trained_here=trained_here)  # fmt: skip
+    res.update(
+        checkpoint=str(final / "best.ckpt"),
+        theta0=str(final / "theta0.pt"),
+        cache_key=key,
+        cache_dir=str(final),
+        trained_here=trained_here,
+    )
     return res

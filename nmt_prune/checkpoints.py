@@ -23,11 +23,15 @@ def load_checkpoint(path: str, key: str, map_location: str = "cpu") -> dict[str,
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, random bytes, or a pickle with arbitrary objects
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-        raise ValueError(f"{key}={path} cannot be read as a checkpoint ({type(e).__name__}: {first}); "
-                         f"give a checkpoints/*.ckpt written by run.py") from None  # fmt: skip
+        raise ValueError(
+            f"{key}={path} cannot be read as a checkpoint ({type(e).__name__}: {first}); "
+            f"give a checkpoints/*.ckpt written by run.py"
+        ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{key}={path} is not a run.py checkpoint (no state_dict); "
-                         f"give a checkpoints/*.ckpt written by run.py")  # fmt: skip
+        raise ValueError(
+            f"{key}={path} is not a run.py checkpoint (no state_dict); "
+            f"give a checkpoints/*.ckpt written by run.py"
+        )
     return ckpt
 
 
@@ -48,8 +52,11 @@ def check_checkpoint(path: str, module: nn.Module, key: str = "ckpt_path") -> di
     vocabularies; returns the loaded checkpoint."""
     ckpt = load_checkpoint(path, key)
     state, ours = ckpt["state_dict"], module.state_dict()
-    bad = [f"{k}: checkpoint {tuple(v.shape)} vs config {tuple(ours[k].shape)}"
-           for k, v in state.items() if k in ours and v.shape != ours[k].shape]  # fmt: skip
+    bad = [
+        f"{k}: checkpoint {tuple(v.shape)} vs config {tuple(ours[k].shape)}"
+        for k, v in state.items()
+        if k in ours and v.shape != ours[k].shape
+    ]
     missing = sorted(set(ours) ^ set(state))
     data = getattr(module, "data_state", None)
     if "data_state" in ckpt and data is not None:

@@ -97,16 +97,23 @@ def _obd(ctx: Context) -> Scores:
     _needs_data(ctx, "obd")
     s = ctx.settings
     examples = ctx.dm.sample_examples(s["sentences"], ctx.seed)
-    used = {"sentences": len(examples), "tokens": sum(b["ntok"] for b in examples),
-            "estimator": s["estimator"], "samples": s["samples"]}  # fmt: skip
+    used = {
+        "sentences": len(examples),
+        "tokens": sum(b["ntok"] for b in examples),
+        "estimator": s["estimator"],
+        "samples": s["samples"],
+    }
     return _saliency().obd(ctx.model, ctx.names, examples, s["estimator"], s["samples"], ctx.seed), used
 
 
 def _batches(ctx: Context, name: str, fraction: int | float) -> tuple[list[dict], dict[str, Any]]:
     _needs_data(ctx, name)
     batches = ctx.dm.first_train_batches(fraction)
-    used = {"batches": len(batches), "sentences": sum(len(b["idx"]) for b in batches),
-            "tokens": sum(b["ntok"] for b in batches)}  # fmt: skip
+    used = {
+        "batches": len(batches),
+        "sentences": sum(len(b["idx"]) for b in batches),
+        "tokens": sum(b["ntok"] for b in batches),
+    }
     return batches, used
 
 

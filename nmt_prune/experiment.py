@@ -75,8 +75,12 @@ def run(
     job = job or {}
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"status": "running", "overrides": list(overrides or []),
-                               "config": _config_record(cfg), **_scheduler_record()}  # fmt: skip
+    results: dict[str, Any] = {
+        "status": "running",
+        "overrides": list(overrides or []),
+        "config": _config_record(cfg),
+        **_scheduler_record(),
+    }
     logger: Logger | bool = False
     skipped = False
     quiet_console()
@@ -97,8 +101,13 @@ def run(
         _write_results(out, results)  # status running: a killed job is recognisable as such
         threads = effective_threads(cfg.threads, job.get("parallel_jobs", 1))
         if threads != cfg.threads:
-            log.info("threads=%d -> %d: %s parallel jobs share %s cores", cfg.threads, threads,
-                     job.get("parallel_jobs"), os.cpu_count())  # fmt: skip
+            log.info(
+                "threads=%d -> %d: %s parallel jobs share %s cores",
+                cfg.threads,
+                threads,
+                job.get("parallel_jobs"),
+                os.cpu_count(),
+            )
         results["threads"] = threads
         torch.set_num_threads(threads)
         if cfg.keep_freed_memory:
@@ -118,12 +127,14 @@ def run(
         code = (
             143 if type(e).__name__ == "SIGTERMException" else 130 if isinstance(e, KeyboardInterrupt) else 1
         )
-        results.update(status="interrupted", error=f"{type(e).__name__} (exit {code}): resume=true continues "
-                       f"this job from its last checkpoint")  # fmt: skip
+        results.update(
+            status="interrupted",
+            error=f"{type(e).__name__} (exit {code}): resume=true continues "
+            f"this job from its last checkpoint",
+        )
         raise SystemExit(code) from e
     except BaseException as e:
-        results.update(status="failed", error=f"{type(e).__name__}: {e}",
-                       traceback=traceback.format_exc())  # fmt: skip
+        results.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         raise
     finally:
         if not skipped:

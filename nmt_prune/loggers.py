@@ -43,9 +43,14 @@ def make_logger(cfg: DictConfig, out: Path, job: dict[str, Any] | None = None) -
     mode = wandb_mode()
     group = cfg.logger.group or (job.get("sweep_dir") if job.get("multirun") else None)
     return WandbLogger(
-        project=cfg.logger.project, group=group, name=job.get("name") or None, save_dir=str(out),
-        mode=mode, config=OmegaConf.to_container(cfg, resolve=True), tags=list(cfg.logger.tags or []),
-    )  # fmt: skip
+        project=cfg.logger.project,
+        group=group,
+        name=job.get("name") or None,
+        save_dir=str(out),
+        mode=mode,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        tags=list(cfg.logger.tags or []),
+    )
 
 
 def summary_values(results: dict[str, Any]) -> dict[str, Any]:

@@ -154,8 +154,13 @@ class NMTModule(pl.LightningModule):
             order = sorted(self.hyps)
             hyps = [self.hyps[i] for i in order]
             scores = bleu_scores(hyps, [refs[i] for i in order], self.tgt_tok.tokenize)
-            metrics.update({f"{stage}/bleu": scores["bleu"], f"{stage}/bleu_lc": scores["bleu_lc"],
-                            f"{stage}/bleu_tok_lc": scores["bleu_tok_lc"]})  # fmt: skip
+            metrics.update(
+                {
+                    f"{stage}/bleu": scores["bleu"],
+                    f"{stage}/bleu_lc": scores["bleu_lc"],
+                    f"{stage}/bleu_tok_lc": scores["bleu_tok_lc"],
+                }
+            )
             self.last_hyps, self.last_signature = hyps, scores["signature"]
         metrics[f"{stage}/decode_s"] = self.decode_s
         if stage == "val" and self.at_target is not None:
@@ -181,9 +186,14 @@ class NMTModule(pl.LightningModule):
         if not self._fitting():
             return
         train_s = self._train_s or time.perf_counter() - self._epoch_t0
-        row = {"epoch": self.current_epoch, "train_s": train_s, "tok_per_s": self._tokens / train_s,
-               "val_s": time.perf_counter() - self._val_t0, "lr": self._epoch_lr,
-               **{k.replace("/", "_"): v for k, v in metrics.items()}}  # fmt: skip
+        row = {
+            "epoch": self.current_epoch,
+            "train_s": train_s,
+            "tok_per_s": self._tokens / train_s,
+            "val_s": time.perf_counter() - self._val_t0,
+            "lr": self._epoch_lr,
+            **{k.replace("/", "_"): v for k, v in metrics.items()},
+        }
         self.history.append(row)
         bleu = f", val BLEU {row['val_bleu']:.2f}" if "val_bleu" in row else ""
         log.info(

@@ -178,8 +178,12 @@ def scores(model, names: Sequence[str], dm, sentences: int, seed: int, damp: flo
             out[n] = (w.double().square() * n_t.unsqueeze(1)).float()
         else:
             raise ValueError(f"prune.method=obs: no inputs recorded for {n}")
-    used = {"sentences": sum(len(b["idx"]) for b in batches), "tokens": looked_up.get("tgt_embed.weight", 0),
-            "damp": damp, "trace_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    used = {
+        "sentences": sum(len(b["idx"]) for b in batches),
+        "tokens": looked_up.get("tgt_embed.weight", 0),
+        "damp": damp,
+        "trace_s": round(time.perf_counter() - t0, 1),
+    }
     return out, state, used
 
 

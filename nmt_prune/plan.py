@@ -60,9 +60,11 @@ def _check_rpp(p: DictConfig, timing: str) -> None:
         if isinstance(r[key], bool) or not isinstance(r[key], (int, float)) or not r[key] > 0:
             raise ValueError(f"prune.rpp.{key}={r[key]!r}; must be a number > 0")
     if r.epochs > 0 and (timing != "after_fit" or p.schedule != "one_shot" or p.rewind != "none"):
-        raise ValueError(f"prune.rpp.epochs={r.epochs} needs prune.timing=after_fit, prune.schedule=one_shot "
-                         f"and prune.rewind=none (RPP trains the dense model before one pruning); got "
-                         f"timing={timing}, schedule={p.schedule}, rewind={p.rewind}")  # fmt: skip
+        raise ValueError(
+            f"prune.rpp.epochs={r.epochs} needs prune.timing=after_fit, prune.schedule=one_shot "
+            f"and prune.rewind=none (RPP trains the dense model before one pruning); got "
+            f"timing={timing}, schedule={p.schedule}, rewind={p.rewind}"
+        )
 
 
 def validate_prune(cfg: DictConfig) -> str | None:
@@ -79,8 +81,10 @@ def validate_prune(cfg: DictConfig) -> str | None:
     _choice("prune.schedule", p.schedule, SCHEDULES)
     timing = crit.default_timing if p.timing == "auto" else p.timing  # prune.timing=auto
     if timing not in crit.timings:
-        raise ValueError(f"prune.method={p.method} with prune.timing={timing}: {crit.why}; "
-                         f"use prune.timing=auto or {' or '.join(crit.timings)}")  # fmt: skip
+        raise ValueError(
+            f"prune.method={p.method} with prune.timing={timing}: {crit.why}; "
+            f"use prune.timing=auto or {' or '.join(crit.timings)}"
+        )
     _validate_schedule(p, timing)
     for c in criteria.REGISTRY.values():  # every criterion's settings, used or not
         if c.check is not None:
@@ -92,14 +96,17 @@ def validate_prune(cfg: DictConfig) -> str | None:
     if p.only is not None:
         _choice("prune.only", p.only, tuple(classes))
         if _excluded(p):
-            raise ValueError(f"prune.only={p.only} with prune.exclude={_excluded(p)}: prune.only already "
-                             f"keeps every other class dense; set one of them")  # fmt: skip
+            raise ValueError(
+                f"prune.only={p.only} with prune.exclude={_excluded(p)}: prune.only already "
+                f"keeps every other class dense; set one of them"
+            )
         if not p.include_embeddings and p.only in EMBEDDING_CLASSES:
             raise ValueError(f"prune.only={p.only} with prune.include_embeddings=false: nothing to prune")
     bad = [c for c in _excluded(p) if c not in classes]
     if bad:
-        raise ValueError(f"prune.exclude={_excluded(p)} names unknown classes {bad}; "
-                         f"valid choices: {', '.join(classes)}")  # fmt: skip
+        raise ValueError(
+            f"prune.exclude={_excluded(p)} names unknown classes {bad}; valid choices: {', '.join(classes)}"
+        )
     r = p.retrain
     if isinstance(r.epochs, bool) or not isinstance(r.epochs, int) or r.epochs < 0:
         raise ValueError(f"prune.retrain.epochs={r.epochs!r}; must be an integer >= 0 (0 = no retraining)")
@@ -109,35 +116,47 @@ def validate_prune(cfg: DictConfig) -> str | None:
         raise ValueError(f"prune.retrain.halve_every={r.halve_every!r}; must be an integer >= 1")
     _choice("prune.retrain.until", r.until, RETRAIN_UNTIL)
     if r.until == "converged" and cfg.lr_schedule.name not in CONVERGENCE_RULES:
-        raise ValueError(f"prune.retrain.until=converged with lr_schedule={cfg.lr_schedule.name}: retraining "
-                         f"converges by the job's rule; set lr_schedule={' or '.join(CONVERGENCE_RULES)} "
-                         f"(it rules the dense training too)")  # fmt: skip
+        raise ValueError(
+            f"prune.retrain.until=converged with lr_schedule={cfg.lr_schedule.name}: retraining "
+            f"converges by the job's rule; set lr_schedule={' or '.join(CONVERGENCE_RULES)} "
+            f"(it rules the dense training too)"
+        )
     if crit.scale is None and p.scheme == "distribution":
-        raise ValueError(f"prune.method={p.method} with prune.scheme=distribution: its scores have no "
-                         f"class scale to normalise by; use prune.scheme=blind or uniform")  # fmt: skip
+        raise ValueError(
+            f"prune.method={p.method} with prune.scheme=distribution: its scores have no "
+            f"class scale to normalise by; use prune.scheme=blind or uniform"
+        )
     if pct == 0 and p.timing == "after_fit":  # the dense control: the baseline retrained, nothing pruned
         if p.schedule != "one_shot" or p.rewind != "none":
-            raise ValueError(f"prune.pct=0 with prune.timing=after_fit (the dense control: the baseline "
-                             f"retrained with the retraining recipe) takes prune.schedule=one_shot and "
-                             f"prune.rewind=none; got schedule={p.schedule}, rewind={p.rewind}")  # fmt: skip
+            raise ValueError(
+                f"prune.pct=0 with prune.timing=after_fit (the dense control: the baseline "
+                f"retrained with the retraining recipe) takes prune.schedule=one_shot and "
+                f"prune.rewind=none; got schedule={p.schedule}, rewind={p.rewind}"
+            )
         return "after_fit"
     if pct == 0:
         if p.schedule != "one_shot":
-            raise ValueError(f"prune.schedule={p.schedule} with prune.pct=0: a pct=0 job trains the dense "
-                             f"model and prunes nothing; set prune.pct > 0 (the final sparsity)")  # fmt: skip
+            raise ValueError(
+                f"prune.schedule={p.schedule} with prune.pct=0: a pct=0 job trains the dense "
+                f"model and prunes nothing; set prune.pct > 0 (the final sparsity)"
+            )
         for key in ("baseline",):
             if p[key]:
-                raise ValueError(f"prune.{key}={p[key]!r} with prune.pct=0: a pct=0 job trains the dense "
-                                 f"model and prunes nothing; set prune.pct > 0")  # fmt: skip
+                raise ValueError(
+                    f"prune.{key}={p[key]!r} with prune.pct=0: a pct=0 job trains the dense "
+                    f"model and prunes nothing; set prune.pct > 0"
+                )
         if p.rewind != "none":
             raise ValueError(f"prune.rewind={p.rewind} with prune.pct=0: nothing is pruned; set pct > 0")
         return None
     if timing in ("at_init", "during"):
         for key, bad_value in (("baseline", bool(p.baseline)), ("rewind", p.rewind != "none")):
             if bad_value:
-                raise ValueError(f"prune.{key}={p[key]!r} with prune.timing={timing} (method {p.method}): "
-                                 f"this timing trains from the initialisation; {key} applies "
-                                 f"to pruning after fit")  # fmt: skip
+                raise ValueError(
+                    f"prune.{key}={p[key]!r} with prune.timing={timing} (method {p.method}): "
+                    f"this timing trains from the initialisation; {key} applies "
+                    f"to pruning after fit"
+                )
     if p.baseline:
         if not Path(p.baseline).is_file():
             raise FileNotFoundError(f"prune.baseline={p.baseline} does not exist")
@@ -154,28 +173,39 @@ def _validate_schedule(p: DictConfig, timing: str) -> None:
     scheduled = p.schedule != "one_shot"
     crit = criteria.get(p.method)
     if scheduled and not crit.schedulable:
-        raise ValueError(f"prune.method={p.method} with prune.schedule={p.schedule}: {crit.why}; "
-                         f"use prune.schedule=one_shot")  # fmt: skip
+        raise ValueError(
+            f"prune.method={p.method} with prune.schedule={p.schedule}: {crit.why}; "
+            f"use prune.schedule=one_shot"
+        )
     if timing == "during" and p.schedule not in ("gradual", "linear"):
-        raise ValueError(f"prune.timing=during with prune.schedule={p.schedule}: pruning while training from "
-                         f"scratch needs prune.schedule=gradual or linear")  # fmt: skip
+        raise ValueError(
+            f"prune.timing=during with prune.schedule={p.schedule}: pruning while training from "
+            f"scratch needs prune.schedule=gradual or linear"
+        )
     if timing == "at_init" and scheduled:
-        raise ValueError(f"prune.schedule={p.schedule} with prune.timing=at_init: at_init prunes once "
-                         f"before training; use prune.timing=during (gradual, linear from scratch) "
-                         f"or after_fit")  # fmt: skip
+        raise ValueError(
+            f"prune.schedule={p.schedule} with prune.timing=at_init: at_init prunes once "
+            f"before training; use prune.timing=during (gradual, linear from scratch) "
+            f"or after_fit"
+        )
     if scheduled and p.rewind != "none":
-        raise ValueError(f"prune.rewind={p.rewind} with prune.schedule={p.schedule}: rewinding applies to "
-                         f"one-shot pruning; use prune.rewind=none")  # fmt: skip
+        raise ValueError(
+            f"prune.rewind={p.rewind} with prune.schedule={p.schedule}: rewinding applies to "
+            f"one-shot pruning; use prune.rewind=none"
+        )
     for key in ("regrow", "dropout_adjust"):
         if not isinstance(p[key], bool):
             raise ValueError(f"prune.{key}={p[key]!r}; must be true or false")
     if p.regrow and (not scheduled or p.method != "magnitude"):
-        raise ValueError(f"prune.regrow=true with prune.schedule={p.schedule}, prune.method={p.method}: "
-                         f"regrowth ranks pruned weights by the magnitude they were pruned at; it needs "
-                         f"a schedule (iterative, gradual, linear) and prune.method=magnitude")  # fmt: skip
+        raise ValueError(
+            f"prune.regrow=true with prune.schedule={p.schedule}, prune.method={p.method}: "
+            f"regrowth ranks pruned weights by the magnitude they were pruned at; it needs "
+            f"a schedule (iterative, gradual, linear) and prune.method=magnitude"
+        )
     if p.dropout_adjust and not scheduled and p.retrain.epochs == 0:
-        raise ValueError("prune.dropout_adjust=true with prune.retrain.epochs=0: nothing trains after "
-                         "pruning")  # fmt: skip
+        raise ValueError(
+            "prune.dropout_adjust=true with prune.retrain.epochs=0: nothing trains after pruning"
+        )
     thr = p.iterative.threshold
     if thr is not None:
         if isinstance(thr, bool) or not isinstance(thr, (int, float)) or thr <= 0:
@@ -212,8 +242,9 @@ def check(cfg: DictConfig) -> str | None:
         if bad:
             key, valid = bad[0]
             parent = key.rsplit(".", 1)[0]
-            raise ConfigError(f"{key}: no such key; valid keys of {parent}: {', '.join(valid)} "
-                              f"(conf/prune/default.yaml)")  # fmt: skip
+            raise ConfigError(
+                f"{key}: no such key; valid keys of {parent}: {', '.join(valid)} (conf/prune/default.yaml)"
+            )
     try:
         return validate_prune(cfg)
     except (ValueError, FileNotFoundError) as e:  # all of them a mistake in the config

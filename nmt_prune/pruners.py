@@ -62,11 +62,17 @@ def check_exact_size(cfg: DictConfig, module: NMTModule) -> None:
 def make_pruner(cls: type, cfg: DictConfig, *extra: Any, **kwargs: Any):
     p = cfg.prune
     return cls(
-        *extra, p.method, p.scheme, p.pct / 100, **kwargs, include_biases=p.include_biases,
-        include_embeddings=p.include_embeddings, exclude=tuple(_excluded(p, cfg.model.layers)),
+        *extra,
+        p.method,
+        p.scheme,
+        p.pct / 100,
+        **kwargs,
+        include_biases=p.include_biases,
+        include_embeddings=p.include_embeddings,
+        exclude=tuple(_excluded(p, cfg.model.layers)),
         seed=cfg.seed if p.seed is None else p.seed,
         settings=criterion_settings(p),
-    )  # fmt: skip
+    )
 
 
 def criterion_settings(p: DictConfig) -> dict[str, Any]:
@@ -76,14 +82,25 @@ def criterion_settings(p: DictConfig) -> dict[str, Any]:
 
 def scheduled_pruner(cfg: DictConfig, schedule: schedules.Schedule) -> ScheduledPruning:
     p = cfg.prune
-    return make_pruner(ScheduledPruning, cfg, schedule, regrow=p.regrow, dropout_adjust=p.dropout_adjust,
-                   threshold=p.iterative.threshold)  # fmt: skip
+    return make_pruner(
+        ScheduledPruning,
+        cfg,
+        schedule,
+        regrow=p.regrow,
+        dropout_adjust=p.dropout_adjust,
+        threshold=p.iterative.threshold,
+    )
 
 
 def prune_info_record(cfg: DictConfig, timing: str, pruner, masks) -> dict[str, Any]:
     info = OmegaConf.to_container(cfg.prune, resolve=True)
-    info.update(timing=timing, amount=cfg.prune.pct / 100, n_pruned=masks.n_pruned(),
-                n_prunable=masks.n_masked(), data_used=pruner.data_used)  # fmt: skip
+    info.update(
+        timing=timing,
+        amount=cfg.prune.pct / 100,
+        n_pruned=masks.n_pruned(),
+        n_prunable=masks.n_masked(),
+        data_used=pruner.data_used,
+    )
     if isinstance(pruner, ScheduledPruning):
         info["events"] = pruner.events
     return info

@@ -75,8 +75,12 @@ def _retrain_config(cfg: DictConfig) -> DictConfig:
         OmegaConf.set_struct(rcfg, False)
         rcfg.optim.lr = cfg.optim.lr * r.lr_factor
         if r.until == "epochs":
-            rcfg.lr_schedule = {"name": "halving", "start_epoch": r.halve_every, "every": r.halve_every,
-                                "factor": 0.5}  # fmt: skip
+            rcfg.lr_schedule = {
+                "name": "halving",
+                "start_epoch": r.halve_every,
+                "every": r.halve_every,
+                "factor": 0.5,
+            }
         rcfg.trainer.max_epochs = schedules.fit_epochs(cfg.prune.schedule, OmegaConf.to_container(cfg.prune))
     return rcfg
 
@@ -137,14 +141,21 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     module = build_module(cfg, dm)  # receives the dense weights below
     check_exact_size(cfg, module)  # before the dense training, not after
     if p.baseline:
-        dense = {"checkpoint": str(Path(p.baseline).resolve()), "cache_key": None, "trained_here": False,
-                 "theta0": str(_theta0_of(p.baseline))}  # fmt: skip
+        dense = {
+            "checkpoint": str(Path(p.baseline).resolve()),
+            "cache_key": None,
+            "trained_here": False,
+            "theta0": str(_theta0_of(p.baseline)),
+        }
     else:
         dense = baseline.obtain(
-            cfg, lambda d, last: train_dense(cfg, dm, d, CSVLogger(save_dir=str(d), name="csv", version=""),
-                                             resume=last),
-            dm.fingerprint, lambda ckpt: val_ppl(cfg, dm, str(ckpt)),
-        )  # fmt: skip
+            cfg,
+            lambda d, last: train_dense(
+                cfg, dm, d, CSVLogger(save_dir=str(d), name="csv", version=""), resume=last
+            ),
+            dm.fingerprint,
+            lambda ckpt: val_ppl(cfg, dm, str(ckpt)),
+        )
     load_weights(module, dense["checkpoint"], "prune.baseline" if p.baseline else "the dense cache entry")
     job_eval = OmegaConf.to_container(cfg.eval, resolve=True)
     if p.baseline or dense.get("eval") != job_eval:  # dense figures measured with this job's eval settings
@@ -172,8 +183,16 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
     pruner.apply(module.model, masks)
     layer_err = layer_error.errors_after(snap, module.model) if snap else None
     prune_s = time.perf_counter() - t0
-    log.info("pruned %s/%s %g%%: %d of %d prunable weights, %.1f s (scoring %.1f s)", p.method, p.scheme,
-             p.pct, masks.n_pruned(), masks.n_masked(), prune_s, pruner.saliency_s)  # fmt: skip
+    log.info(
+        "pruned %s/%s %g%%: %d of %d prunable weights, %.1f s (scoring %.1f s)",
+        p.method,
+        p.scheme,
+        p.pct,
+        masks.n_pruned(),
+        masks.n_masked(),
+        prune_s,
+        pruner.saliency_s,
+    )
     pruner.log_sparsity(ev_trainer, module)
     pruned = evaluate(ev_trainer, module, dm, None)
     eval_s = pruned.pop("eval_s")

@@ -51,8 +51,13 @@ def make_report(root: Path, out: Path | None = None, use_wandb: bool | None = No
         use_wandb = any(_get(r["_res"], "config", "logger", "name") == "wandb" for r in rows)
     if use_wandb:
         _log_wandb(rows, out, figures, root)
-    return {"rows": len(rows), "failed": sum(r["status"] != "ok" for r in rows), "figures": figures,
-            "notes": notes, "out": str(out)}  # fmt: skip
+    return {
+        "rows": len(rows),
+        "failed": sum(r["status"] != "ok" for r in rows),
+        "figures": figures,
+        "notes": notes,
+        "out": str(out),
+    }
 
 
 def _log_wandb(rows, out: Path, figures: list[str], root: Path) -> None:
@@ -63,8 +68,14 @@ def _log_wandb(rows, out: Path, figures: list[str], root: Path) -> None:
     project = next(
         (_get(r["_res"], "config", "logger", "project") for r in rows if r["_res"].get("config")), None
     )
-    run = wandb.init(project=project or "nmt-prune", group=str(root), name="report", job_type="report",
-                     dir=str(out), mode=wandb_mode())  # fmt: skip
+    run = wandb.init(
+        project=project or "nmt-prune",
+        group=str(root),
+        name="report",
+        job_type="report",
+        dir=str(out),
+        mode=wandb_mode(),
+    )
     try:
         run.log(
             {"results": wandb.Table(columns=COLUMNS, data=[[_fmt(r.get(c)) for c in COLUMNS] for r in rows])}
@@ -83,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-wandb", action="store_true", help="do not log the report to W&B")
     args = ap.parse_args(argv)
     info = make_report(args.sweep, args.out, use_wandb=False if args.no_wandb else None)
-    print(f"{info['rows']} jobs ({info['failed']} failed) -> {info['out']}: results.csv, results.md, "
-          f"{len(info['figures'])} figures")  # fmt: skip
+    print(
+        f"{info['rows']} jobs ({info['failed']} failed) -> {info['out']}: results.csv, results.md, "
+        f"{len(info['figures'])} figures"
+    )
     for n in info["notes"]:
         print(f"  skipped {n}")
 

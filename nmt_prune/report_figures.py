@@ -108,15 +108,27 @@ def fig_class_sparsity(rows, out: Path) -> list[str]:
         ax.set_xticks([x + 0.4 - width / 2 for x in range(len(classes))], classes, rotation=30, ha="right")
         ax.axhline(pct, color="k", lw=0.8, ls=":", label=f"overall {pct:g}%")
         name = f"class_sparsity_pct{pct:g}.png"
-        _finish(fig, ax, f"Percentage pruned per weight class at {pct:g}% sparsity", "weight class",
-                "pruned (% of the class)", out / name)  # fmt: skip
+        _finish(
+            fig,
+            ax,
+            f"Percentage pruned per weight class at {pct:g}% sparsity",
+            "weight class",
+            "pruned (% of the class)",
+            out / name,
+        )
         written.append(name)
     return written
 
 
 def _sensitivity_rows(rows):
-    return [r for r in rows if r["status"] == "ok" and r["only"] and r["pruned_test_ppl"] is not None
-            and r["dense_test_ppl"] is not None]  # fmt: skip
+    return [
+        r
+        for r in rows
+        if r["status"] == "ok"
+        and r["only"]
+        and r["pruned_test_ppl"] is not None
+        and r["dense_test_ppl"] is not None
+    ]
 
 
 def fig_class_sensitivity(rows, out: Path) -> list[str]:
@@ -134,12 +146,22 @@ def fig_class_sensitivity(rows, out: Path) -> list[str]:
             )
             for c in classes
         ]
-        ax.bar([x + i * width for x in range(len(classes))], [v if v is not None else 0 for v in vals], width,
-               label=f"{pct:g}% of the class")  # fmt: skip
+        ax.bar(
+            [x + i * width for x in range(len(classes))],
+            [v if v is not None else 0 for v in vals],
+            width,
+            label=f"{pct:g}% of the class",
+        )
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(classes))], classes, rotation=30, ha="right")
     _yscale(ax, [r["pruned_test_ppl"] - r["dense_test_ppl"] for r in rs])
-    _finish(fig, ax, "Change in perplexity when one class alone is pruned (no retraining)", "weight class",
-            "test perplexity change (pruned - dense)", out / "class_sensitivity.png")  # fmt: skip
+    _finish(
+        fig,
+        ax,
+        "Change in perplexity when one class alone is pruned (no retraining)",
+        "weight class",
+        "test perplexity change (pruned - dense)",
+        out / "class_sensitivity.png",
+    )
     return ["class_sensitivity.png"]
 
 
@@ -158,9 +180,14 @@ def fig_ppl_vs_magnitude(rows, out: Path) -> list[str]:
         )
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i % 10}", label=cls)
     _yscale(ax, [r["pruned_test_ppl"] - r["dense_test_ppl"] for r in rs])
-    _finish(fig, ax, "Perplexity change vs the largest weight removed, per class",
-            "largest |w| removed from the class", "test perplexity change (pruned - dense)",
-            out / "ppl_vs_magnitude.png")  # fmt: skip
+    _finish(
+        fig,
+        ax,
+        "Perplexity change vs the largest weight removed, per class",
+        "largest |w| removed from the class",
+        "test perplexity change (pruned - dense)",
+        out / "ppl_vs_magnitude.png",
+    )
     return ["ppl_vs_magnitude.png"]
 
 
@@ -196,8 +223,15 @@ def fig_masks(rows, out: Path, max_figures: int = 6) -> list[str]:
             size = [min(256, d) for d in pruned.shape]
             cells = torch.nn.functional.adaptive_avg_pool2d(pruned[None, None], size)[0, 0]
             rows, cols = pruned.shape  # axes in real row / column indices, whatever the pooling
-            im = ax.imshow(cells.numpy(), cmap="Greys", aspect="auto", interpolation="nearest",
-                           vmin=0, vmax=1, extent=(0, cols, rows, 0))  # fmt: skip
+            im = ax.imshow(
+                cells.numpy(),
+                cmap="Greys",
+                aspect="auto",
+                interpolation="nearest",
+                vmin=0,
+                vmax=1,
+                extent=(0, cols, rows, 0),
+            )
             ax.set_title(f"{n}\n{100 * float(pruned.mean()):.1f}% pruned", fontsize=8)
             ax.set_xlabel("input unit", fontsize=7)
             ax.set_ylabel("output unit (gates i,f,g,o)", fontsize=7)
@@ -240,8 +274,14 @@ def fig_median_over_seeds(rows, out: Path) -> list[str]:
                 hi.append(max(vals) - m)
         ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=label)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(pcts))], [f"{p:g}%" for p in pcts])
-    _finish(fig, ax, "Median test BLEU over seeds (bars: min-max)", "sparsity", "test BLEU",
-            out / "median_bleu_by_group.png")  # fmt: skip
+    _finish(
+        fig,
+        ax,
+        "Median test BLEU over seeds (bars: min-max)",
+        "sparsity",
+        "test BLEU",
+        out / "median_bleu_by_group.png",
+    )
     return ["median_bleu_by_group.png"]
 
 
@@ -265,8 +305,14 @@ def fig_snip_by_init(rows, out: Path) -> list[str]:
             label=f"{method} {pct:g}%",
         )
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(inits))], inits, rotation=20, ha="right")
-    _finish(fig, ax, "Pruning at initialisation: test BLEU by initialisation", "initialisation", "test BLEU",
-            out / "snip_by_init.png")  # fmt: skip
+    _finish(
+        fig,
+        ax,
+        "Pruning at initialisation: test BLEU by initialisation",
+        "initialisation",
+        "test BLEU",
+        out / "snip_by_init.png",
+    )
     return ["snip_by_init.png"]
 
 
@@ -285,13 +331,27 @@ def fig_snip_by_fraction(rows, out: Path) -> list[str]:
         ys = [_median(r["test_bleu"] for r in cell if r["data_sentences"] == x) for x in xs]
         ax.plot(xs, ys, "o-", color=f"C{i % 10}", label=f"{init}, {pct:g}% (median over seeds)")
     ax.set_xscale("log")
-    _finish(fig, ax, "SNIP: test BLEU by the data it scored on", "training sentences scored (log scale)",
-            "test BLEU", out / "snip_by_fraction.png")  # fmt: skip
+    _finish(
+        fig,
+        ax,
+        "SNIP: test BLEU by the data it scored on",
+        "training sentences scored (log scale)",
+        "test BLEU",
+        out / "snip_by_fraction.png",
+    )
     return ["snip_by_fraction.png"]
 
 
 FIGURES: list[Callable[..., list[str]]] = [
-    fig_bleu_vs_sparsity, fig_class_sparsity, fig_class_sensitivity, fig_ppl_vs_magnitude, fig_masks,
-    fig_median_over_seeds, fig_snip_by_init, fig_snip_by_fraction, fig_dead_capacity, fig_layer_error,
+    fig_bleu_vs_sparsity,
+    fig_class_sparsity,
+    fig_class_sensitivity,
+    fig_ppl_vs_magnitude,
+    fig_masks,
+    fig_median_over_seeds,
+    fig_snip_by_init,
+    fig_snip_by_fraction,
+    fig_dead_capacity,
+    fig_layer_error,
     fig_size,
-]  # fmt: skip
+]

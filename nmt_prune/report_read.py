@@ -12,16 +12,41 @@ from nmt_prune.results import PATH_COLUMNS, get, path_values
 
 #: the csv's columns: what the report computes per job, then the values read from results.json
 COLUMNS = [
-    "job", "status", "error", "group", "method", "scheme", "pct", "timing", "schedule", "rewind",
-    "retrain_epochs", "only", "init", "seed", "snip_fraction", *PATH_COLUMNS,
-]  # fmt: skip
+    "job",
+    "status",
+    "error",
+    "group",
+    "method",
+    "scheme",
+    "pct",
+    "timing",
+    "schedule",
+    "rewind",
+    "retrain_epochs",
+    "only",
+    "init",
+    "seed",
+    "snip_fraction",
+    *PATH_COLUMNS,
+]
 
 
 #: columns of the markdown table (the csv has all)
 MD_COLUMNS = [
-    "group", "pct", "seed", "init", "sparsity", "pruned_test_bleu", "test_bleu", "test_bleu_lc",
-    "pruned_test_ppl", "test_ppl", "dense_test_bleu", "retrain_s", "job",
-]  # fmt: skip
+    "group",
+    "pct",
+    "seed",
+    "init",
+    "sparsity",
+    "pruned_test_bleu",
+    "test_bleu",
+    "test_bleu_lc",
+    "pruned_test_ppl",
+    "test_ppl",
+    "dense_test_bleu",
+    "retrain_s",
+    "job",
+]
 
 
 # --------------------------------------------------------------------------------- reading

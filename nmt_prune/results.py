@@ -10,10 +10,28 @@ from typing import Any
 
 #: the blocks that hold figures (scalars, or nested dicts of them), in the order W&B shows them
 FIGURE_BLOCKS = (
-    "status", "error", "prune", "sparsity", "sparsity_no_embed", "sparsity_by_class", "val_ppl",
-    "val_bleu", "test_ppl", "test_bleu", "test_bleu_lc", "test_bleu_tok_lc", "pruned", "dense",
-    "timings", "params", "training", "dead", "export", "layer_error", "rpp",
-)  # fmt: skip
+    "status",
+    "error",
+    "prune",
+    "sparsity",
+    "sparsity_no_embed",
+    "sparsity_by_class",
+    "val_ppl",
+    "val_bleu",
+    "test_ppl",
+    "test_bleu",
+    "test_bleu_lc",
+    "test_bleu_tok_lc",
+    "pruned",
+    "dense",
+    "timings",
+    "params",
+    "training",
+    "dead",
+    "export",
+    "layer_error",
+    "rpp",
+)
 
 #: report column -> its path in results.json (the columns the report computes are in report_read)
 PATH_COLUMNS: dict[str, tuple[str, ...]] = {

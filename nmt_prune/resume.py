@@ -79,8 +79,11 @@ def _without_new_keys(new: Any, old: Any, overridden: set[str], prefix: str = ""
     """``new`` without the keys ``old`` lacks (recursively), except those in ``overridden``."""
     if not isinstance(new, dict) or not isinstance(old, dict):
         return new
-    return {k: _without_new_keys(v, old.get(k), overridden, f"{prefix}{k}.") for k, v in new.items()
-            if k in old or f"{prefix}{k}" in overridden}  # fmt: skip
+    return {
+        k: _without_new_keys(v, old.get(k), overridden, f"{prefix}{k}.")
+        for k, v in new.items()
+        if k in old or f"{prefix}{k}" in overridden
+    }
 
 
 def _overridden(overrides: list[str]) -> set[str]:

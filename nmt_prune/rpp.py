@@ -111,9 +111,17 @@ def phase(cfg: DictConfig, dm, out, module, names: Sequence[str]) -> dict[str, A
     trainer = make_trainer(pcfg, out / "rpp", False, [cb], max_epochs=r.epochs)
     trainer.fit(pmodule, datamodule=dm)
     module.model.load_state_dict(pmodule.model.state_dict())
-    rec = {**OmegaConf.to_container(r), "steps": cb.steps, "fit_s": pmodule.fit_s(),
-           "zero_fraction": zero_fraction(module.model, names),
-           "val_ppl": [h.get("val_ppl") for h in pmodule.history]}  # fmt: skip
-    log.info("rpp: %d epochs, %.1f%% of the prunable weights exactly zero, val ppl %s", r.epochs,
-             100 * rec["zero_fraction"], rec["val_ppl"][-1] if rec["val_ppl"] else None)  # fmt: skip
+    rec = {
+        **OmegaConf.to_container(r),
+        "steps": cb.steps,
+        "fit_s": pmodule.fit_s(),
+        "zero_fraction": zero_fraction(module.model, names),
+        "val_ppl": [h.get("val_ppl") for h in pmodule.history],
+    }
+    log.info(
+        "rpp: %d epochs, %.1f%% of the prunable weights exactly zero, val ppl %s",
+        r.epochs,
+        100 * rec["zero_fraction"],
+        rec["val_ppl"][-1] if rec["val_ppl"] else None,
+    )
     return rec

@@ -121,12 +121,15 @@ def build(
         else:
             tl = list(it["targets"])
             if len(tl) != rounds:
-                raise ValueError(f"prune.iterative.targets={tl}: {len(tl)} values for {rounds} rounds "
-                                 f"(prune.iterative.rounds)")  # fmt: skip
+                raise ValueError(
+                    f"prune.iterative.targets={tl}: {len(tl)} values for {rounds} rounds "
+                    f"(prune.iterative.rounds)"
+                )
             targets = [_pct("prune.iterative.targets", v, 100) for v in tl]
             if any(b < a for a, b in zip(targets, targets[1:])) or not math.isclose(targets[-1], final):
-                raise ValueError(f"prune.iterative.targets={tl}: must be non-decreasing and end at "
-                                 f"prune.pct={final_pct}")  # fmt: skip
+                raise ValueError(
+                    f"prune.iterative.targets={tl}: must be non-decreasing and end at prune.pct={final_pct}"
+                )
         return Schedule(name, final, tuple(starts), lambda t: iterative(t, targets, starts))
     if name == "gradual":
         g = cfg["gradual"]
@@ -139,11 +142,15 @@ def build(
         dt = max(1, (t_end - t0) // 10) if dt is None else _positive_int("prune.gradual.every_steps", dt)
         n = (t_end - t0) // dt
         if n < 1:
-            raise ValueError(f"prune.gradual: start_epoch={g['start_epoch']} to end_epoch={end_epoch} is "
-                             f"{t_end - t0} steps, shorter than every_steps={dt}")  # fmt: skip
+            raise ValueError(
+                f"prune.gradual: start_epoch={g['start_epoch']} to end_epoch={end_epoch} is "
+                f"{t_end - t0} steps, shorter than every_steps={dt}"
+            )
         if t0 + n * dt >= total:
-            raise ValueError(f"prune.gradual.end_epoch={end_epoch}: the last pruning step {t0 + n * dt} is "
-                             f"not inside the fit ({epochs} epochs = {total} steps)")  # fmt: skip
+            raise ValueError(
+                f"prune.gradual.end_epoch={end_epoch}: the last pruning step {t0 + n * dt} is "
+                f"not inside the fit ({epochs} epochs = {total} steps)"
+            )
         events = tuple(t0 + i * dt for i in range(n + 1))
         return Schedule(name, final, events, lambda t: gradual(t, initial, final, t0, n, dt))
     lin = cfg["linear"]
@@ -153,8 +160,10 @@ def build(
     m = lin.get("every_steps")
     m = max(1, (int(0.75 * total) - t0) // k) if m is None else _positive_int("prune.linear.every_steps", m)
     if t0 + k * m >= total:
-        raise ValueError(f"prune.linear: start step {t0} + increments {k} x every_steps {m} = {t0 + k * m} "
-                         f"is not inside the fit ({epochs} epochs = {total} steps)")  # fmt: skip
+        raise ValueError(
+            f"prune.linear: start step {t0} + increments {k} x every_steps {m} = {t0 + k * m} "
+            f"is not inside the fit ({epochs} epochs = {total} steps)"
+        )
     events = tuple(t0 + j * m for j in range(k + 1))
     return Schedule(name, final, events, lambda t: linear(t, initial, final, t0, k, m))
 
@@ -168,8 +177,10 @@ def iterative_epochs(it: dict, retrain_epochs: int) -> list[int]:
     per_round = list(epochs) if isinstance(epochs, (list, tuple)) else [epochs] * rounds
     bad = any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in per_round)
     if len(per_round) != rounds or bad:
-        raise ValueError(f"prune.iterative.epochs={epochs!r}; one integer >= 1 (epochs per round) "
-                         f"or a list of {rounds} (prune.iterative.rounds)")  # fmt: skip
+        raise ValueError(
+            f"prune.iterative.epochs={epochs!r}; one integer >= 1 (epochs per round) "
+            f"or a list of {rounds} (prune.iterative.rounds)"
+        )
     return per_round
 
 

@@ -38,8 +38,9 @@ def effective_threads(threads: int, parallel_jobs: int) -> int:
 
 def build_data(cfg: DictConfig) -> NMTDataModule:
     """Data, tokenised, vocabularies built."""
-    dm = NMTDataModule(DataConfig(**OmegaConf.to_container(cfg.data, resolve=True)),
-                       cfg.paths.cache_dir, cfg.seed)  # fmt: skip
+    dm = NMTDataModule(
+        DataConfig(**OmegaConf.to_container(cfg.data, resolve=True)), cfg.paths.cache_dir, cfg.seed
+    )
     dm.setup()
     return dm
 
@@ -79,9 +80,13 @@ def make_trainer(
     **overrides: Any,
 ) -> pl.Trainer:
     ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="min",
-        save_last=True, auto_insert_metric_name=False,
-    )  # fmt: skip
+        dirpath=out / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode="min",
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
     callbacks = [ckpt, *(callbacks or [])]
     sched = cfg.lr_schedule
     if sched.name in CONVERGENCE_RULES:
@@ -92,8 +97,9 @@ def make_trainer(
         callbacks.append(RichProgressBar())
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k != "enable_progress_bar"}
     kwargs.update(overrides)
-    return pl.Trainer(default_root_dir=str(out), logger=logger, callbacks=callbacks,
-                      enable_progress_bar=progress, **kwargs)  # fmt: skip
+    return pl.Trainer(
+        default_root_dir=str(out), logger=logger, callbacks=callbacks, enable_progress_bar=progress, **kwargs
+    )
 
 
 def training_record(trainer: pl.Trainer) -> dict[str, Any]:
@@ -165,10 +171,25 @@ def train_dense(
     best = trainer.checkpoint_callback.best_model_path or None
     ev = evaluate(trainer, module, dm, best)
     write_hyps(out, module)
-    timings = {"train_s": train_s, "prune_s": 0.0, "retrain_s": 0.0,
-               "eval_s": ev.pop("eval_s"), "test_decode_s": ev.pop("test_decode_s")}  # fmt: skip
-    return dict(status="ok", prune=None, **param_stats(module.model), **ev, dense=None, timings=timings,
-                checkpoint=best, history=history, training=training, data=data_summary(cfg, dm))  # fmt: skip
+    timings = {
+        "train_s": train_s,
+        "prune_s": 0.0,
+        "retrain_s": 0.0,
+        "eval_s": ev.pop("eval_s"),
+        "test_decode_s": ev.pop("test_decode_s"),
+    }
+    return dict(
+        status="ok",
+        prune=None,
+        **param_stats(module.model),
+        **ev,
+        dense=None,
+        timings=timings,
+        checkpoint=best,
+        history=history,
+        training=training,
+        data=data_summary(cfg, dm),
+    )
 
 
 def load_weights(module: NMTModule, path: str, key: str) -> None:

@@ -23,12 +23,17 @@ def make_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
         return compose(
             "config",
             overrides=[
-                "model=tiny", "logger=none", "threads=1",
-                "data.toy_sizes.train=300", "data.toy_sizes.val=40", "data.toy_sizes.test=40",
-                f"paths.output_dir={tmp_path / 'out'}", f"paths.cache_dir={tmp_path / 'cache'}",
+                "model=tiny",
+                "logger=none",
+                "threads=1",
+                "data.toy_sizes.train=300",
+                "data.toy_sizes.val=40",
+                "data.toy_sizes.test=40",
+                f"paths.output_dir={tmp_path / 'out'}",
+                f"paths.cache_dir={tmp_path / 'cache'}",
                 *overrides,
             ],
-        )  # fmt: skip
+        )
 
 
 @pytest.fixture

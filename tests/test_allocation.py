@@ -67,8 +67,10 @@ def test_distribution_equals_lambda_sigma_definition():
     amount = 0.55
     n = sum(p.numel() for p in params.values())
     target = round(amount * n)
-    sigma = {c: float(torch.cat([params[x].reshape(-1) for x in ns]).std(correction=0))
-             for c, ns in classes.items()}  # fmt: skip
+    sigma = {
+        c: float(torch.cat([params[x].reshape(-1) for x in ns]).std(correction=0))
+        for c, ns in classes.items()
+    }
 
     def count(lam):
         return sum(int((params[x].abs() < lam * sigma[c]).sum()) for c, ns in classes.items() for x in ns)

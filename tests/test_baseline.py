@@ -83,12 +83,26 @@ def test_an_interrupted_training_is_resumed_by_the_next_job(tmp_path):
 
 def test_key_covers_training_config_and_nothing_else(tmp_path):
     key = baseline.cache_key(make_cfg(tmp_path))
-    for same in ("prune.pct=80", "prune.scheme=uniform", "logger=csv", "threads=2", "eval.beam_size=3",
-                 "prune.retrain.epochs=5", "trainer.enable_progress_bar=false"):  # fmt: skip
+    for same in (
+        "prune.pct=80",
+        "prune.scheme=uniform",
+        "logger=csv",
+        "threads=2",
+        "eval.beam_size=3",
+        "prune.retrain.epochs=5",
+        "trainer.enable_progress_bar=false",
+    ):
         assert baseline.cache_key(make_cfg(tmp_path, same)) == key, same
-    for other in ("seed=2", "model.hidden_size=24", "init=xavier_uniform", "optim.lr=0.01",
-                  "trainer.max_epochs=3", "data.toy_sizes.train=301", "loss.label_smoothing=0.0",
-                  "lr_schedule=none"):  # fmt: skip
+    for other in (
+        "seed=2",
+        "model.hidden_size=24",
+        "init=xavier_uniform",
+        "optim.lr=0.01",
+        "trainer.max_epochs=3",
+        "data.toy_sizes.train=301",
+        "loss.label_smoothing=0.0",
+        "lr_schedule=none",
+    ):
         assert baseline.cache_key(make_cfg(tmp_path, other)) != key, other
 
 
@@ -98,10 +112,13 @@ def test_a_waiting_job_says_so_and_gives_up_with_a_clear_error(tmp_path, caplog)
     import sys
 
     path = tmp_path / "k.lock"
-    hold = ("from filelock import FileLock; import sys; l = FileLock(sys.argv[1]); l.acquire(); "
-            "print('held', flush=True); sys.stdin.readline()")  # fmt: skip
-    other = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    hold = (
+        "from filelock import FileLock; import sys; l = FileLock(sys.argv[1]); l.acquire(); "
+        "print('held', flush=True); sys.stdin.readline()"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", hold, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert other.stdout.readline().strip() == "held"  # another job is training the entry
     caplog.set_level(logging.INFO, logger="nmt_prune.baseline")
     with pytest.raises(TimeoutError, match=r"dense baseline k .*delete the lock file"):
@@ -115,8 +132,14 @@ def test_a_waiting_job_says_so_and_gives_up_with_a_clear_error(tmp_path, caplog)
 
 
 # ----------------------------------------------------------------------- content and code in the key
-_TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=3", "eval.beam_size=1", "eval.val_bleu=false",
-         "prune.retrain.epochs=0", "prune.pct=50")  # fmt: skip
+_TINY = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "eval.beam_size=1",
+    "eval.val_bleu=false",
+    "prune.retrain.epochs=0",
+    "prune.pct=50",
+)
 
 
 def test_code_version_ignores_docs_and_formatting_but_not_code(tmp_path):

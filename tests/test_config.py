@@ -40,7 +40,9 @@ def test_unknown_option_lists_choices(tmp_path):
 
 def test_the_config_checks_import_neither_torch_nor_lightning():
     """run.py runs them before the training stack is imported: a wrong value fails in a second."""
-    code = ("import sys; import run; from nmt_prune import plan; "
-            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")  # fmt: skip
+    code = (
+        "import sys; import run; from nmt_prune import plan; "
+        "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "[]"

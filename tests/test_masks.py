@@ -134,18 +134,39 @@ def test_callback_prunes_in_setup_and_holds_masks_through_lightning_fit(toy_dm):
 
     module = NMTModule(
         model={"emb_size": 8, "hidden_size": 12, "layers": 1, "dropout": 0.0},
-        optim={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.5, "momentum": 0.9,
-               "weight_decay": 0.01},
-        lr_schedule={"name": "none"}, eval={"val_bleu": False}, data_state=toy_dm.state(),
-    )  # fmt: skip
+        optim={
+            "_target_": "torch.optim.SGD",
+            "_partial_": True,
+            "lr": 0.5,
+            "momentum": 0.9,
+            "weight_decay": 0.01,
+        },
+        lr_schedule={"name": "none"},
+        eval={"val_bleu": False},
+        data_state=toy_dm.state(),
+    )
     pruner = PruneAfterFit("magnitude", "distribution", 0.6)
-    trainer = pl.Trainer(max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, gradient_clip_val=1.0)  # fmt: skip
+    trainer = pl.Trainer(
+        max_steps=5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        gradient_clip_val=1.0,
+    )
     trainer.fit(module, datamodule=toy_dm)
     assert pruner.masks is None  # not given to this trainer: the control
-    trainer = pl.Trainer(max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, callbacks=[pruner],
-                         gradient_clip_val=1.0)  # fmt: skip
+    trainer = pl.Trainer(
+        max_steps=5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[pruner],
+        gradient_clip_val=1.0,
+    )
     before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
     trainer.fit(module, datamodule=toy_dm)
     params = dict(module.model.named_parameters())
@@ -164,8 +185,10 @@ def test_snip_masks_come_from_theta0_before_any_step_and_training_starts_there(t
     module = NMTModule(
         model={"emb_size": 8, "hidden_size": 12, "layers": 1, "dropout": 0.0},
         optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
-        lr_schedule={"name": "none"}, eval={"val_bleu": False}, data_state=toy_dm.state(),
-    )  # fmt: skip
+        lr_schedule={"name": "none"},
+        eval={"val_bleu": False},
+        data_state=toy_dm.state(),
+    )
     init_weights(module.model, "uniform", 0.1)
     theta0 = {n: p.detach().clone() for n, p in module.model.named_parameters()}
     expected = Pruner("snip", "blind", 0.8, settings={"fraction": 2}).compute_masks(module.model, toy_dm)
@@ -178,9 +201,15 @@ def test_snip_masks_come_from_theta0_before_any_step_and_training_starts_there(t
                 self.first = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
 
     pruner, probe = PruneAtInit("snip", "blind", 0.8, settings={"fraction": 2}), Probe()
-    trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0,
-                         callbacks=[pruner, probe])  # fmt: skip
+    trainer = pl.Trainer(
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[pruner, probe],
+    )
     trainer.fit(module, datamodule=toy_dm)
     assert all(torch.equal(pruner.masks.masks[n], expected.masks[n]) for n in expected.masks)  # from theta0
     for n, w in probe.first.items():  # the first step starts from theta0, masked

@@ -17,8 +17,7 @@ def _cli(tmp_path: Path, *flags: str) -> float:
     (tmp_path / "hyp.txt").write_text("\n".join(HYPS) + "\n")
     exe = shutil.which("sacrebleu") or str(Path(sys.executable).parent / "sacrebleu")
     cmd = [exe, str(tmp_path / "ref.txt"), "-i", str(tmp_path / "hyp.txt"), "-b", "-w", "4", *flags]
-    out = subprocess.run(cmd,
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(out.stdout.strip())
 
 

@@ -16,9 +16,18 @@ from nmt_prune.experiment import run
 from nmt_prune.module import NMTModule
 from tests.conftest import ROOT, make_cfg
 
-TINY = ["model=tiny", "logger=none", "threads=1", "data.toy_sizes.train=300", "data.toy_sizes.val=40",
-        "data.toy_sizes.test=40", "trainer.max_epochs=2", "trainer.limit_train_batches=6",
-        "eval.beam_size=2", "prune.retrain.epochs=1"]  # fmt: skip
+TINY = [
+    "model=tiny",
+    "logger=none",
+    "threads=1",
+    "data.toy_sizes.train=300",
+    "data.toy_sizes.val=40",
+    "data.toy_sizes.test=40",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=6",
+    "eval.beam_size=2",
+    "prune.retrain.epochs=1",
+]
 
 
 def _check_masks_hold(ckpt: str, res: dict) -> None:
@@ -34,10 +43,20 @@ def sweep(tmp_path_factory):
     """The card's 3x3 multirun, verbatim plus tiny-config overrides."""
     tmp = tmp_path_factory.mktemp("sweep")
     p = subprocess.run(
-        [sys.executable, "run.py", "-m", "prune.scheme=blind,uniform,distribution", "prune.pct=50,80,90",
-         *TINY, f"hydra.sweep.dir={tmp / 'multirun'}", f"paths.cache_dir={tmp / 'cache'}"],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            "prune.scheme=blind,uniform,distribution",
+            "prune.pct=50,80,90",
+            *TINY,
+            f"hydra.sweep.dir={tmp / 'multirun'}",
+            f"paths.cache_dir={tmp / 'cache'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-4000:]
     jobs = [json.loads(f.read_text()) for f in sorted((tmp / "multirun").glob("*/results.json"))]
     return tmp, jobs
@@ -105,10 +124,20 @@ def test_masks_survive_checkpoint_in_a_fresh_process(pruned_run, tmp_path):
     _check_masks_hold(res["checkpoint"], res)
     src = sorted((tmp / "cache").glob("toy-v*"))[0] / "test.src"
     p = subprocess.run(
-        [sys.executable, "-m", "nmt_prune.translate", res["checkpoint"], str(src), str(tmp_path / "o.txt"),
-         "--beam", "2"],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "nmt_prune.translate",
+            res["checkpoint"],
+            str(src),
+            str(tmp_path / "o.txt"),
+            "--beam",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert (tmp_path / "o.txt").read_text() == (tmp / "out" / "hypotheses.test.txt").read_text()
     module = NMTModule.from_checkpoint(res["checkpoint"])
@@ -121,8 +150,17 @@ def test_resume_mid_retraining_keeps_the_masks(pruned_run, tmp_path):
     tmp, res = pruned_run
     last = str(Path(res["checkpoint"]).with_name("last.ckpt"))
     before = masks_from_checkpoint(last)
-    out = run(make_cfg(tmp, *TINY[4:], "prune.pct=70", "prune.retrain.epochs=3", "prune.scheme=uniform",
-                       f"ckpt_path={last}", f"paths.output_dir={tmp_path / 'resumed'}"))  # fmt: skip
+    out = run(
+        make_cfg(
+            tmp,
+            *TINY[4:],
+            "prune.pct=70",
+            "prune.retrain.epochs=3",
+            "prune.scheme=uniform",
+            f"ckpt_path={last}",
+            f"paths.output_dir={tmp_path / 'resumed'}",
+        )
+    )
     assert [h["epoch"] for h in out["history"]] == [0, 1, 2]  # epochs 0-1 restored, 2 trained
     after = masks_from_checkpoint(out["checkpoint"])
     assert all(torch.equal(before.masks[n], after.masks[n]) for n in before.masks)
@@ -132,8 +170,11 @@ def test_resume_mid_retraining_keeps_the_masks(pruned_run, tmp_path):
 def test_evaluate_only_and_baseline_path(pruned_run, tmp_path):
     tmp, res = pruned_run
     dense_ckpt = res["dense"]["checkpoint"]
-    out = run(make_cfg(tmp_path, *TINY[4:], "prune.pct=60", "prune.retrain.epochs=0",
-                       f"prune.baseline={dense_ckpt}"))  # fmt: skip
+    out = run(
+        make_cfg(
+            tmp_path, *TINY[4:], "prune.pct=60", "prune.retrain.epochs=0", f"prune.baseline={dense_ckpt}"
+        )
+    )
     assert out["status"] == "ok" and out["timings"]["retrain_s"] == 0.0
     assert out["test_bleu"] == out["pruned"]["test_bleu"] and out["dense"]["cache_key"] is None
     assert out["dense"]["test_bleu"] == pytest.approx(res["dense"]["test_bleu"])  # measured, same model
@@ -144,8 +185,16 @@ def test_evaluate_only_and_baseline_path(pruned_run, tmp_path):
 @pytest.mark.parametrize("rewind", ["init", "reinit"])
 def test_rewind_trains_from_theta0_or_fresh_init_with_the_mask(pruned_run, tmp_path, rewind):
     tmp, res = pruned_run
-    out = run(make_cfg(tmp, *TINY[4:], "prune.pct=70", "prune.scheme=uniform", f"prune.rewind={rewind}",
-                       f"paths.output_dir={tmp_path / 'o'}"))  # fmt: skip
+    out = run(
+        make_cfg(
+            tmp,
+            *TINY[4:],
+            "prune.pct=70",
+            "prune.scheme=uniform",
+            f"prune.rewind={rewind}",
+            f"paths.output_dir={tmp_path / 'o'}",
+        )
+    )
     assert out["status"] == "ok" and out["sparsity"] == pytest.approx(0.7, abs=1e-4)
     assert out["dense"]["cache_key"] == res["dense"]["cache_key"]  # the same trained dense model
     assert len(out["history"]) == 2  # the full training recipe (trainer.max_epochs), not retrain.epochs
@@ -184,19 +233,37 @@ def test_incompatible_combinations_are_named(tmp_path):
 def test_sparsity_and_pruned_metrics_reach_the_logger(tmp_path):
     out = run(make_cfg(tmp_path, *TINY[4:], "logger=csv", "prune.pct=50"))
     header = (tmp_path / "out" / "csv" / "metrics.csv").read_text().split("\n")[0].split(",")
-    for key in ("prune/sparsity", "prune/sparsity/softmax", "prune/sparsity/encoder.layer0",
-                "pruned/val_ppl", "pruned/test_bleu", "dense/test_bleu", "val/ppl", "test/bleu"):  # fmt: skip
+    for key in (
+        "prune/sparsity",
+        "prune/sparsity/softmax",
+        "prune/sparsity/encoder.layer0",
+        "pruned/val_ppl",
+        "pruned/test_bleu",
+        "dense/test_bleu",
+        "val/ppl",
+        "test/bleu",
+    ):
         assert key in header, key
     assert out["status"] == "ok"
 
 
 @pytest.mark.parametrize(
     ("overrides", "timing"),
-    [(["prune.method=snip"], "at_init"), (["prune.method=obd"], "after_fit"),
-     (["prune.method=random", "prune.timing=at_init"], "at_init"),
-     (["prune.method=obd", "prune.obd.estimator=ggn_mc", "prune.obd.sentences=20",
-       "prune.scheme=distribution"], "after_fit")],
-)  # fmt: skip
+    [
+        (["prune.method=snip"], "at_init"),
+        (["prune.method=obd"], "after_fit"),
+        (["prune.method=random", "prune.timing=at_init"], "at_init"),
+        (
+            [
+                "prune.method=obd",
+                "prune.obd.estimator=ggn_mc",
+                "prune.obd.sentences=20",
+                "prune.scheme=distribution",
+            ],
+            "after_fit",
+        ),
+    ],
+)
 def test_obd_and_snip_run_end_to_end(tmp_path, overrides, timing):
     out = run(make_cfg(tmp_path, *TINY[4:], "prune.pct=80", *overrides))
     assert out["status"] == "ok" and out["prune"]["timing"] == timing
@@ -219,8 +286,16 @@ def test_every_registered_criterion_runs_end_to_end_at_every_timing_it_allows(tm
         extra = ["prune.schedule=gradual", "prune.retrain.epochs=2"] if timing == "during" else []
         if timing == "during" and not crit.schedulable:
             continue
-        out = run(make_cfg(tmp_path / timing, *TINY[4:], "prune.pct=70", f"prune.method={method}",
-                           f"prune.timing={timing}", *extra))  # fmt: skip
+        out = run(
+            make_cfg(
+                tmp_path / timing,
+                *TINY[4:],
+                "prune.pct=70",
+                f"prune.method={method}",
+                f"prune.timing={timing}",
+                *extra,
+            )
+        )
         assert out["status"] == "ok" and out["prune"]["timing"] == timing, out.get("error")
         assert out["prune"]["n_pruned"] == round(0.7 * out["prune"]["n_prunable"])
         # zeros also count the embeddings' padding rows, which a non-magnitude criterion may keep
@@ -300,8 +375,16 @@ def test_obs_moves_the_kept_weights_and_lowers_every_layers_output_error(tmp_pat
     validation sentences (results.json layer_error) is below magnitude pruning's."""
     res = {}
     for method in ("magnitude", "obs"):
-        res[method] = run(make_cfg(tmp_path, *TINY[4:], "prune.pct=80", "prune.scheme=uniform",
-                                   f"prune.method={method}", "prune.retrain.epochs=0"))  # fmt: skip
+        res[method] = run(
+            make_cfg(
+                tmp_path,
+                *TINY[4:],
+                "prune.pct=80",
+                "prune.scheme=uniform",
+                f"prune.method={method}",
+                "prune.retrain.epochs=0",
+            )
+        )
     mag, obs = res["magnitude"], res["obs"]
     assert obs["sparsity_by_class"] == mag["sparsity_by_class"]  # uniform: the same count per class
     for cls, err in obs["layer_error"]["by_class"].items():

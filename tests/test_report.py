@@ -15,11 +15,22 @@ from nmt_prune.dead import dead_capacity
 from nmt_prune.report import collect, main, make_report
 from nmt_prune.report_size import size_points
 
-CLASSES = ["src_embed", "tgt_embed", "encoder.layer0", "encoder.layer1", "decoder.layer0", "decoder.layer1",
-           "attention", "softmax"]  # fmt: skip
+CLASSES = [
+    "src_embed",
+    "tgt_embed",
+    "encoder.layer0",
+    "encoder.layer1",
+    "decoder.layer0",
+    "decoder.layer1",
+    "attention",
+    "softmax",
+]
 PNG = b"\x89PNG\r\n\x1a\n"
-_CLASSES_BY_NAME = {"src_embed": ["src_embed.weight"], "encoder.layer0": ["encoder.weight_ih_l0"],
-                    "softmax": ["generator.weight"]}  # fmt: skip
+_CLASSES_BY_NAME = {
+    "src_embed": ["src_embed.weight"],
+    "encoder.layer0": ["encoder.weight_ih_l0"],
+    "softmax": ["generator.weight"],
+}
 
 
 def _random_masks(g: torch.Generator, pct: float) -> dict[str, torch.Tensor]:
@@ -32,27 +43,47 @@ def _job(root: Path, name: str, **kw) -> None:
     pct, method, scheme = kw.get("pct", 50), kw.get("method", "magnitude"), kw.get("scheme", "blind")
     timing = kw.get("timing", "after_fit")
     g = torch.Generator().manual_seed(len(name))
-    prune = {"method": method, "scheme": scheme, "pct": pct, "timing": timing, "schedule": "one_shot",
-             "rewind": "none", "retrain": {"epochs": kw.get("epochs", 2)}, "only": kw.get("only"),
-             "snip": {"fraction": kw.get("fraction", 1)},
-             "data_used": {"sentences": 64 * kw.get("fraction", 1)} if method == "snip" else {},
-             "max_pruned_abs_by_class": {c: 0.001 * pct for c in CLASSES}}  # fmt: skip
+    prune = {
+        "method": method,
+        "scheme": scheme,
+        "pct": pct,
+        "timing": timing,
+        "schedule": "one_shot",
+        "rewind": "none",
+        "retrain": {"epochs": kw.get("epochs", 2)},
+        "only": kw.get("only"),
+        "snip": {"fraction": kw.get("fraction", 1)},
+        "data_used": {"sentences": 64 * kw.get("fraction", 1)} if method == "snip" else {},
+        "max_pruned_abs_by_class": {c: 0.001 * pct for c in CLASSES},
+    }
     bleu = 30 - pct / 5 + float(torch.rand(1, generator=g))
     res = {
-        "status": "ok", "overrides": [f"prune.pct={pct}"],
-        "config": {"seed": kw.get("seed", 1), "init": {"scheme": kw.get("init", "uniform")},
-                   "logger": {"name": "none"}, "prune": prune},
-        "prune": prune, "sparsity": pct / 100,
+        "status": "ok",
+        "overrides": [f"prune.pct={pct}"],
+        "config": {
+            "seed": kw.get("seed", 1),
+            "init": {"scheme": kw.get("init", "uniform")},
+            "logger": {"name": "none"},
+            "prune": prune,
+        },
+        "prune": prune,
+        "sparsity": pct / 100,
         "sparsity_by_class": {c: pct / 100 + 0.01 * i for i, c in enumerate(CLASSES)},
-        "test_bleu": bleu, "test_bleu_lc": bleu + 0.3, "test_ppl": 5 + pct / 10, "val_ppl": 5 + pct / 10,
-        "pruned": {"test_bleu": bleu - 5, "test_ppl": 6 + pct}, "dense": {"test_bleu": 31.0, "test_ppl": 5.2},
+        "test_bleu": bleu,
+        "test_bleu_lc": bleu + 0.3,
+        "test_ppl": 5 + pct / 10,
+        "val_ppl": 5 + pct / 10,
+        "pruned": {"test_bleu": bleu - 5, "test_ppl": 6 + pct},
+        "dense": {"test_bleu": 31.0, "test_ppl": 5.2},
         "timings": {"train_s": 0, "prune_s": 1.0, "saliency_s": 0.5, "retrain_s": 200.0},
-    }  # fmt: skip
+    }
     if kw.get("ckpt"):  # pruned jobs with masks also have dead-capacity figures, from the real function
         res["dead"] = dead_capacity(_random_masks(g, pct), _CLASSES_BY_NAME, torch.arange(1, 17))
         res["layer_error"] = {"by_class": {c: pct / 100 * (1 + 0.1 * i) for i, c in enumerate(CLASSES)}}
-        masks = {"encoder.weight_ih_l0": torch.rand(16, 8, generator=g) > pct / 100,
-                 "decoder.0.weight_hh": torch.rand(16, 4, generator=g) > pct / 100}  # fmt: skip
+        masks = {
+            "encoder.weight_ih_l0": torch.rand(16, 8, generator=g) > pct / 100,
+            "decoder.0.weight_hh": torch.rand(16, 4, generator=g) > pct / 100,
+        }
         torch.save({"callbacks": {STATE_KEY: {"masks": masks}}}, d / "best.ckpt")
         res["checkpoint"] = str(d / "best.ckpt")
     if kw.get("width"):  # the large-vs-small study: models of several widths, their sizes
@@ -81,8 +112,15 @@ def sweep(tmp_path: Path) -> Path:
         _job(root, f"frac/snip-{frac}", method="snip", fraction=frac, pct=90, timing="at_init")
     for width, n in ((64, 1_600_000), (128, 3_500_000)):
         _job(root, f"size/dense-{width}", width=width, nonzero=n, dense=True, pct=0)
-        _job(root, f"size/pruned-{width}", width=256, nonzero=n, total=8_270_000, scheme="uniform",
-             pct=round(100 * (1 - n / 8_270_000), 2))  # fmt: skip
+        _job(
+            root,
+            f"size/pruned-{width}",
+            width=256,
+            nonzero=n,
+            total=8_270_000,
+            scheme="uniform",
+            pct=round(100 * (1 - n / 8_270_000), 2),
+        )
     failed = root / "schemes" / "broken"
     failed.mkdir()
     res = {
@@ -101,11 +139,21 @@ def test_report_writes_tables_and_every_figure(sweep):
     info = make_report(sweep, use_wandb=False)
     out = sweep / "report"
     assert info["rows"] == 18 + 9 + 4 + 3 + 4 + 2 and info["failed"] == 2
-    expected = ["bleu_vs_sparsity.png", "class_sensitivity.png", "ppl_vs_magnitude.png",
-                "median_bleu_by_group.png", "snip_by_init.png", "snip_by_fraction.png",
-                "class_sparsity_pct50.png", "class_sparsity_pct90.png", "masks_magnitude_blind.png",
-                "masks_magnitude_uniform.png", "dead_capacity.png", "layer_error.png",
-                "size.png"]  # fmt: skip
+    expected = [
+        "bleu_vs_sparsity.png",
+        "class_sensitivity.png",
+        "ppl_vs_magnitude.png",
+        "median_bleu_by_group.png",
+        "snip_by_init.png",
+        "snip_by_fraction.png",
+        "class_sparsity_pct50.png",
+        "class_sparsity_pct90.png",
+        "masks_magnitude_blind.png",
+        "masks_magnitude_uniform.png",
+        "dead_capacity.png",
+        "layer_error.png",
+        "size.png",
+    ]
     for name in expected:
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, name

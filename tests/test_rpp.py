@@ -65,8 +65,16 @@ def test_each_optimizer_step_is_followed_by_the_reweighted_proximal_step():
 
 
 def test_an_rpp_phase_runs_in_the_pipeline_before_an_exact_prune(tmp_path):
-    out = run(make_cfg(tmp_path, *TINY[4:], "prune.pct=70", "prune.rpp.epochs=1", "prune.rpp.lam=0.05",
-                       "prune.rpp.refresh=2"))  # fmt: skip
+    out = run(
+        make_cfg(
+            tmp_path,
+            *TINY[4:],
+            "prune.pct=70",
+            "prune.rpp.epochs=1",
+            "prune.rpp.lam=0.05",
+            "prune.rpp.refresh=2",
+        )
+    )
     assert out["status"] == "ok"
     r = out["rpp"]
     assert r["epochs"] == 1 and r["steps"] > 0 and len(r["val_ppl"]) == 1

@@ -35,8 +35,17 @@ def test_results_contract(finished_run):
     tmp, res = finished_run
     on_disk = json.loads((tmp / "out" / "results.json").read_text())
     assert on_disk["status"] == "ok" and on_disk["overrides"] == FAST
-    for key in ("sparsity", "sparsity_by_class", "params", "val_ppl", "val_bleu", "test_ppl",
-                "test_bleu", "bleu_signature", "timings"):  # fmt: skip
+    for key in (
+        "sparsity",
+        "sparsity_by_class",
+        "params",
+        "val_ppl",
+        "val_bleu",
+        "test_ppl",
+        "test_bleu",
+        "bleu_signature",
+        "timings",
+    ):
         assert key in on_disk, key
     assert set(on_disk["timings"]) >= {"train_s", "prune_s", "retrain_s", "eval_s"}
     assert 0 <= on_disk["test_bleu"] <= 100 and on_disk["test_ppl"] > 1
@@ -135,10 +144,19 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path, content):
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "run.py", f"hydra.run.dir={tmp_path / 'out'}", f"paths.cache_dir={tmp_path / 'c'}",
-         "model=tiny", "threads=1", *args],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "run.py",
+            f"hydra.run.dir={tmp_path / 'out'}",
+            f"paths.cache_dir={tmp_path / 'c'}",
+            "model=tiny",
+            "threads=1",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_unknown_group_option_lists_choices(tmp_path):
@@ -147,8 +165,15 @@ def test_unknown_group_option_lists_choices(tmp_path):
 
 
 def test_run_py_with_wandb_offline(tmp_path):
-    p = _cli(tmp_path, "logger=wandb", "data.toy_sizes.train=200", "data.toy_sizes.val=20",
-             "data.toy_sizes.test=20", "trainer.max_epochs=1", "eval.beam_size=2")  # fmt: skip
+    p = _cli(
+        tmp_path,
+        "logger=wandb",
+        "data.toy_sizes.train=200",
+        "data.toy_sizes.val=20",
+        "data.toy_sizes.test=20",
+        "trainer.max_epochs=1",
+        "eval.beam_size=2",
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["status"] == "ok"
@@ -181,10 +206,17 @@ def test_console_is_one_line_per_epoch_and_ends_with_the_result(tmp_path):
 def test_default_job_learns_the_toy_task(tmp_path):
     """The README's main job, as is (toy corpus, model=small, batch 32, 8 epochs, a few minutes)."""
     p = subprocess.run(
-        [sys.executable, "run.py", f"hydra.run.dir={tmp_path / 'out'}", f"paths.cache_dir={tmp_path / 'c'}",
-         "logger=none"],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "run.py",
+            f"hydra.run.dir={tmp_path / 'out'}",
+            f"paths.cache_dir={tmp_path / 'c'}",
+            "logger=none",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["status"] == "ok" and len(res["history"]) == 8

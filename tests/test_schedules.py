@@ -103,8 +103,11 @@ def _module(dm, optim="torch.optim.Adam", **extra):
     module = NMTModule(
         model={"emb_size": 8, "hidden_size": 12, "layers": 2, "dropout": 0.3},
         optim={"_target_": optim, "_partial_": True, "lr": 0.01},
-        lr_schedule={"name": "none"}, eval={"val_bleu": False}, data_state=dm.state(), **extra,
-    )  # fmt: skip
+        lr_schedule={"name": "none"},
+        eval={"val_bleu": False},
+        data_state=dm.state(),
+        **extra,
+    )
     init_weights(module.model, "uniform", 0.1)
     return module
 
@@ -116,8 +119,15 @@ def test_each_event_reaches_the_target_exactly_and_masks_only_grow(toy_dm, schem
     sch = S.build("gradual", 85, cfg, steps_per_epoch=steps, epochs=2)
     pruner = Snapshots(sch, "magnitude", scheme, 0.85)
     module = _module(toy_dm)
-    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, callbacks=[pruner])  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[pruner],
+    )
     trainer.fit(module, datamodule=toy_dm)
     assert [e["step"] for e in pruner.events] == list(sch.events)
     n = pruner.masks.n_masked()
@@ -138,8 +148,15 @@ def test_iterative_threshold_prunes_below_it_capped_at_pct(toy_dm):
     pruner = Snapshots(sch, "magnitude", "blind", 0.6, threshold=0.05)
     module = _module(toy_dm)
     first = {n: p.detach().clone() for n, p in module.model.named_parameters()}
-    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, callbacks=[pruner])  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[pruner],
+    )
     trainer.fit(module, datamodule=toy_dm)
     below = sum(int((first[n].abs() < 0.05).sum()) for n in pruner.snaps[0])
     assert pruner.events[0]["n_pruned"] == below  # round 1: exactly the weights below the threshold
@@ -238,9 +255,16 @@ def test_weight_penalty_off_keeps_the_dense_cache_key(tmp_path):
 
 # ----------------------------------------------------------------------------- end to end
 def test_iterative_after_fit_end_to_end(tmp_path):
-    cfg = make_cfg(tmp_path, *TINY[4:], "prune.pct=75", "prune.schedule=iterative",
-                   "prune.iterative.rounds=3", "prune.iterative.epochs=1", "prune.dropout_adjust=true",
-                   "model.dropout=0.3")  # fmt: skip
+    cfg = make_cfg(
+        tmp_path,
+        *TINY[4:],
+        "prune.pct=75",
+        "prune.schedule=iterative",
+        "prune.iterative.rounds=3",
+        "prune.iterative.epochs=1",
+        "prune.dropout_adjust=true",
+        "model.dropout=0.3",
+    )
     out = run(cfg)
     assert out["status"] == "ok" and out["prune"]["timing"] == "after_fit"
     events = out["prune"]["events"]
@@ -255,8 +279,17 @@ def test_iterative_after_fit_end_to_end(tmp_path):
 
 
 def test_gradual_from_scratch_end_to_end(tmp_path):
-    out = run(make_cfg(tmp_path, *TINY[4:], "prune.pct=80", "prune.schedule=gradual", "prune.timing=during",
-                       "prune.gradual.every_steps=2", "prune.gradual.end_epoch=1"))  # fmt: skip
+    out = run(
+        make_cfg(
+            tmp_path,
+            *TINY[4:],
+            "prune.pct=80",
+            "prune.schedule=gradual",
+            "prune.timing=during",
+            "prune.gradual.every_steps=2",
+            "prune.gradual.end_epoch=1",
+        )
+    )
     assert out["status"] == "ok" and out["prune"]["timing"] == "during"
     events = out["prune"]["events"]
     # 300 pairs / batch 64 = 5 steps per epoch: end_epoch=1 is step 5, n = 5 // 2 = 2 events after t0
@@ -302,8 +335,15 @@ def test_a_schedule_cut_short_fails_the_fit_instead_of_reporting_a_lower_sparsit
     cfg = _prune_cfg(gradual={"initial_pct": 20, "start_epoch": 0, "end_epoch": 1.5, "every_steps": 4})
     sch = S.build("gradual", 85, cfg, steps_per_epoch=steps, epochs=2)
     pruner = ScheduledPruning(sch, "magnitude", "blind", 0.85)
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, callbacks=[pruner])  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[pruner],
+    )
     with pytest.raises(RuntimeError, match=r"schedule did not finish.*target 0.8500"):
         trainer.fit(_module(toy_dm), datamodule=toy_dm)  # one epoch of a schedule planned over 1.5
 

@@ -72,10 +72,22 @@ def _results(sweep: Path) -> dict[float, dict]:
 def test_sweep_runs_under_slurm_shares_one_baseline_and_records_a_failure(slurm, tmp_path):
     sweep = tmp_path / "sweep"
     p = subprocess.run(
-        [sys.executable, "run.py", "-m", *LAUNCHER, *TINY, "prune.pct=50,90,100", f"hydra.sweep.dir={sweep}",
-         f"paths.cache_dir={tmp_path / 'cache'}"],
-        cwd=ROOT, env=slurm, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            *LAUNCHER,
+            *TINY,
+            "prune.pct=50,90,100",
+            f"hydra.sweep.dir={sweep}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+        ],
+        cwd=ROOT,
+        env=slurm,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode != 0  # one job failed: the multirun says so
     res = _results(sweep)
     ok = {k: r for k, r in res.items() if r["status"] == "ok"}

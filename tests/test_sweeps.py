@@ -22,14 +22,38 @@ from tests.test_prune_run import TINY
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
 #: jobs per preset (the product of its grid)
 EXPECTED_JOBS = {
-    "schemes": 27, "random_vs_magnitude": 12, "retrain_vs_scratch": 18, "obd": 6, "snip_random": 8,
-    "snip_init": 30, "snip_fraction": 10, "extreme": 15, "class_sensitivity": 40, "schedules": 12,
-    "study_control": 3, "study_oneshot": 12, "study_gradual": 4, "study_no_retrain": 63,
-    "study_no_retrain_controls": 42, "study_methods": 6, "study_rewind": 4, "study_snip": 8,
-    "study_snip_init": 4, "study_snip_data": 3, "study_recipe": 4, "study_sensitivity": 40,
-    "study_schedules": 6, "study_sgd": 4, "study_headline": 4, "study_obs": 30, "study_rpp_lambda": 6,
-    "study_rpp": 2, "study_size_dense": 4, "study_size_pruned": 4, "study_obs_retrain": 2,
-}  # fmt: skip
+    "schemes": 27,
+    "random_vs_magnitude": 12,
+    "retrain_vs_scratch": 18,
+    "obd": 6,
+    "snip_random": 8,
+    "snip_init": 30,
+    "snip_fraction": 10,
+    "extreme": 15,
+    "class_sensitivity": 40,
+    "schedules": 12,
+    "study_control": 3,
+    "study_oneshot": 12,
+    "study_gradual": 4,
+    "study_no_retrain": 63,
+    "study_no_retrain_controls": 42,
+    "study_methods": 6,
+    "study_rewind": 4,
+    "study_snip": 8,
+    "study_snip_init": 4,
+    "study_snip_data": 3,
+    "study_recipe": 4,
+    "study_sensitivity": 40,
+    "study_schedules": 6,
+    "study_sgd": 4,
+    "study_headline": 4,
+    "study_obs": 30,
+    "study_rpp_lambda": 6,
+    "study_rpp": 2,
+    "study_size_dense": 4,
+    "study_size_pruned": 4,
+    "study_obs_retrain": 2,
+}
 
 
 def _grid(preset: str) -> list[list[str]]:
@@ -103,8 +127,9 @@ def test_job_directories_are_named_after_their_overrides():
 
 
 def test_wandb_sweep_files_are_current_and_name_real_keys(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "nmt_prune.wandb_sweeps", "--check"], cwd=ROOT,
-                       capture_output=True, text=True)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-m", "nmt_prune.wandb_sweeps", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     for f in sorted((ROOT / "sweeps").glob("*.yaml")):
         d = yaml.safe_load(f.read_text())
@@ -121,11 +146,22 @@ def test_joblib_sweep_shares_one_baseline_and_survives_a_failed_job(tmp_path):
     """Two parallel jobs and a job that fails: the others finish, the report lists the failure."""
     sweep = tmp_path / "multirun"
     p = subprocess.run(
-        [sys.executable, "run.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-         "prune.pct=50,80,100", *[o for o in TINY if o != "threads=1"], f"hydra.sweep.dir={sweep}",
-         f"paths.cache_dir={tmp_path / 'cache'}"],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "prune.pct=50,80,100",
+            *[o for o in TINY if o != "threads=1"],
+            f"hydra.sweep.dir={sweep}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )
     assert p.returncode != 0  # the multirun reports the failed job ...
     results = {}
     for f in sweep.glob("*/results.json"):

@@ -114,8 +114,10 @@ def _read_utf8(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path} is not UTF-8 text: line {line}, byte {e.start} ({e.reason}); "
-                         f"convert it, e.g. iconv -f latin1 -t utf-8") from None  # fmt: skip
+        raise ValueError(
+            f"{path} is not UTF-8 text: line {line}, byte {e.start} ({e.reason}); "
+            f"convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
 
 
 def read_parallel(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
@@ -137,6 +139,9 @@ def read_parallel(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]
 def drop_noise(src: list[str], tgt: list[str]) -> tuple[list[str], list[str], int]:
     """Drop pairs where either side is empty or a lone ``@@`` (2 such lines in Multi30k
     train.de). Returns (src, tgt, number dropped)."""
-    keep = [i for i, (s, t) in enumerate(zip(src, tgt))
-            if s.strip() not in NOISE_LINES and t.strip() not in NOISE_LINES]  # fmt: skip
+    keep = [
+        i
+        for i, (s, t) in enumerate(zip(src, tgt))
+        if s.strip() not in NOISE_LINES and t.strip() not in NOISE_LINES
+    ]
     return [src[i] for i in keep], [tgt[i] for i in keep], len(src) - len(keep)

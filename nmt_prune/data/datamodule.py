@@ -99,9 +99,13 @@ class BucketBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, lengths: list[tuple[int, int]], batch_size: int, shuffle: bool, seed: int = 0,
+        self,
+        lengths: list[tuple[int, int]],
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
         pool: int = 100,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
         self.seed, self.pool, self.epoch = seed, pool, 0
 
@@ -196,8 +200,10 @@ class NMTDataModule(pl.LightningDataModule):
         self.fingerprint = data_fingerprint(
             [d / f"{cfg.splits[s]}.{lang}" for s in SPLITS for lang in (cfg.src_lang, cfg.tgt_lang)]
         )
-        raw = {s: read_parallel(d / f"{cfg.splits[s]}.{cfg.src_lang}",
-                                d / f"{cfg.splits[s]}.{cfg.tgt_lang}") for s in SPLITS}  # fmt: skip
+        raw = {
+            s: read_parallel(d / f"{cfg.splits[s]}.{cfg.src_lang}", d / f"{cfg.splits[s]}.{cfg.tgt_lang}")
+            for s in SPLITS
+        }
         for s, (src, _) in raw.items():
             if not src:  # fails at once, not after an epoch with an unrelated scheduler message
                 raise ValueError(
@@ -226,25 +232,36 @@ class NMTDataModule(pl.LightningDataModule):
                 f"{len(self.tgt_vocab) - 4} words) with data.min_freq={cfg.min_freq}: "
                 f"lower data.min_freq or check the training files in {d}"
             )
-        keep = [i for i, (s, t) in enumerate(zip(train_s, train_t))
-                if 0 < len(s) <= cfg.max_len and 0 < len(t) <= cfg.max_len]  # fmt: skip
+        keep = [
+            i
+            for i, (s, t) in enumerate(zip(train_s, train_t))
+            if 0 < len(s) <= cfg.max_len and 0 < len(t) <= cfg.max_len
+        ]
         self.n_dropped["too_long"] = len(train_s) - len(keep)
         self.splits["train"] = Split(
-            [train_src[i] for i in keep], [train_tgt[i] for i in keep],
+            [train_src[i] for i in keep],
+            [train_tgt[i] for i in keep],
             [self.src_vocab.encode(train_s[i]) + [EOS_ID] for i in keep],  # as encode_source
             [self.tgt_vocab.encode(train_t[i]) for i in keep],
-        )  # fmt: skip
+        )
         for s in ("val", "test"):
             src, tgt = raw[s]
             self.splits[s] = Split(
-                src, tgt, [encode_source(self.src_tok, self.src_vocab, x) for x in src],
+                src,
+                tgt,
+                [encode_source(self.src_tok, self.src_vocab, x) for x in src],
                 [self.tgt_vocab.encode(self.tgt_tok.tokenize(x)) for x in tgt],
-            )  # fmt: skip
+            )
         log.info(
             "data %s: train %d pairs (%d too long dropped), val %d, test %d; vocab src %d tgt %d",
-            cfg.name, len(keep), self.n_dropped["too_long"], len(raw["val"][0]),
-            len(raw["test"][0]), len(self.src_vocab), len(self.tgt_vocab),
-        )  # fmt: skip
+            cfg.name,
+            len(keep),
+            self.n_dropped["too_long"],
+            len(raw["val"][0]),
+            len(raw["test"][0]),
+            len(self.src_vocab),
+            len(self.tgt_vocab),
+        )
 
     # ----------------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -296,5 +313,9 @@ class NMTDataModule(pl.LightningDataModule):
 
     def state(self) -> dict:
         """Plain-data state a checkpoint needs to translate new text."""
-        return {"src_vocab": self.src_vocab.itos, "tgt_vocab": self.tgt_vocab.itos,
-                "src_tok": self.src_tok.state(), "tgt_tok": self.tgt_tok.state()}  # fmt: skip
+        return {
+            "src_vocab": self.src_vocab.itos,
+            "tgt_vocab": self.tgt_vocab.itos,
+            "src_tok": self.src_tok.state(),
+            "tgt_tok": self.tgt_tok.state(),
+        }

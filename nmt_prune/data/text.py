@@ -46,10 +46,15 @@ class Tokenizer:
         buf = io.BytesIO()
         text = (line.lower() if lowercase else line for line in lines)
         spm.SentencePieceTrainer.train(
-            sentence_iterator=text, model_writer=buf, vocab_size=vocab_size,
-            model_type="unigram", character_coverage=1.0, hard_vocab_limit=False,
-            minloglevel=2, num_threads=1,
-        )  # fmt: skip
+            sentence_iterator=text,
+            model_writer=buf,
+            vocab_size=vocab_size,
+            model_type="unigram",
+            character_coverage=1.0,
+            hard_vocab_limit=False,
+            minloglevel=2,
+            num_threads=1,
+        )
         return cls("sentencepiece", lang, lowercase, buf.getvalue())
 
     def tokenize(self, line: str) -> list[str]:
@@ -66,8 +71,12 @@ class Tokenizer:
 
     def state(self) -> dict:
         """Plain-data state (checkpoint-safe with ``weights_only=True``)."""
-        return {"kind": self.kind, "lang": self.lang, "lowercase": self.lowercase,
-                "spm_model": self.spm_model}  # fmt: skip
+        return {
+            "kind": self.kind,
+            "lang": self.lang,
+            "lowercase": self.lowercase,
+            "spm_model": self.spm_model,
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> Tokenizer:
@@ -88,8 +97,10 @@ class Vocab:
         """Vocabulary of tokens seen at least ``min_freq`` times, at most ``max_size`` of them
         (specials not counted); ties in frequency are broken alphabetically (deterministic)."""
         counts = Counter(tok for sent in sentences for tok in sent)
-        kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIALS),
-                      key=lambda t: (-counts[t], t))  # fmt: skip
+        kept = sorted(
+            (t for t, c in counts.items() if c >= min_freq and t not in SPECIALS),
+            key=lambda t: (-counts[t], t),
+        )
         return cls(list(SPECIALS) + kept[:max_size])
 
     def __len__(self) -> int:

@@ -27,10 +27,15 @@ _N_NOUNS, _N_ADJS, _N_VERBS = 60, 40, 40
 _PREPS = ["with", "near", "behind", "under", "on", "for"]
 _CONJS = ["and", "because", "while"]
 _DET_TGT = {  # (definite, gender, plural) -> determiner
-    (True, "m", False): "lo", (True, "f", False): "la", (True, "m", True): "los",
-    (True, "f", True): "las", (False, "m", False): "un", (False, "f", False): "una",
-    (False, "m", True): "unos", (False, "f", True): "unas",
-}  # fmt: skip
+    (True, "m", False): "lo",
+    (True, "f", False): "la",
+    (True, "m", True): "los",
+    (True, "f", True): "las",
+    (False, "m", False): "un",
+    (False, "f", False): "una",
+    (False, "m", True): "unos",
+    (False, "f", True): "unas",
+}
 _ADJ_SUFFIX = {("m", False): "o", ("f", False): "a", ("m", True): "os", ("f", True): "as"}
 
 
@@ -57,13 +62,15 @@ class _Lexicon:
 def _lexicon(rng: random.Random) -> _Lexicon:
     src_taken = set(_PREPS + _CONJS + ["the", "a", "some"])
     tgt_taken = set(_DET_TGT.values())
-    nouns = list(zip(_words(rng, _SYL_SRC, _N_NOUNS, src_taken),
-                     _words(rng, _SYL_TGT, _N_NOUNS, tgt_taken),
-                     [rng.choice("mf") for _ in range(_N_NOUNS)]))  # fmt: skip
-    adjs = list(zip(_words(rng, _SYL_SRC, _N_ADJS, src_taken),
-                    _words(rng, _SYL_TGT, _N_ADJS, tgt_taken)))  # fmt: skip
-    verbs = list(zip(_words(rng, _SYL_SRC, _N_VERBS, src_taken),
-                     _words(rng, _SYL_TGT, _N_VERBS, tgt_taken)))  # fmt: skip
+    nouns = list(
+        zip(
+            _words(rng, _SYL_SRC, _N_NOUNS, src_taken),
+            _words(rng, _SYL_TGT, _N_NOUNS, tgt_taken),
+            [rng.choice("mf") for _ in range(_N_NOUNS)],
+        )
+    )
+    adjs = list(zip(_words(rng, _SYL_SRC, _N_ADJS, src_taken), _words(rng, _SYL_TGT, _N_ADJS, tgt_taken)))
+    verbs = list(zip(_words(rng, _SYL_SRC, _N_VERBS, src_taken), _words(rng, _SYL_TGT, _N_VERBS, tgt_taken)))
     preps = list(zip(_PREPS, _words(rng, _SYL_TGT, len(_PREPS), tgt_taken)))
     conjs = list(zip(_CONJS, _words(rng, _SYL_TGT, len(_CONJS), tgt_taken)))
     return _Lexicon(nouns, adjs, verbs, preps, conjs)
