@@ -12,23 +12,12 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from nmt_prune.masks import MaskSet
+from nmt_prune.masks import STATE_KEY, MaskSet, masks_from_checkpoint  # noqa: F401  (re-exported)
 from nmt_prune.names import SPARSITY
 from nmt_prune.pruner import Pruner
 from nmt_prune.schedules import han_dropout
 
 log = logging.getLogger(__name__)
-
-#: key of the masks in a checkpoint's ``callbacks`` dict (the same for every pruning callback, so
-#: ``masks_from_checkpoint`` needs no knowledge of which one wrote it)
-STATE_KEY = "nmt_prune.masks"
-
-
-def masks_from_checkpoint(path: str) -> MaskSet | None:
-    """The masks saved in a Lightning checkpoint, or None if it has none (a dense model)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    state = ckpt.get("callbacks", {}).get(STATE_KEY)
-    return MaskSet.from_state_dict(state["masks"]) if state and state.get("masks") else None
 
 
 def han_dropout_rates(model: torch.nn.Module, masks: MaskSet, base: dict[str, float]) -> dict[str, float]:

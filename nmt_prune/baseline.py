@@ -50,13 +50,25 @@ KEY_PARTS = ("data", "model", "init", "optim", "lr_schedule", "loss", "trainer",
 #: the source files (under the project root) whose code decides what a dense training learns
 CODE_FILES = (
     "nmt_prune/model.py",
+    "nmt_prune/init.py",  # the initial weights
     "nmt_prune/module.py",
+    "nmt_prune/training.py",
     "nmt_prune/search.py",
     "nmt_prune/data/text.py",
     "nmt_prune/data/datamodule.py",
+    "nmt_prune/data/batching.py",
     "nmt_prune/data/corpus.py",
     "nmt_prune/data/toy.py",
     "callbacks/convergence.py",
+)
+#: code the dense training imports that does not change what it learns or the figures it records
+#: (tests/test_baseline.py checks that every module the training imports is in one of the lists)
+NOT_LEARNING = (
+    "nmt_prune/checkpoints.py",  # checkpoint I/O
+    "nmt_prune/metrics.py",  # sacreBLEU calls (its version is in the signature)
+    "nmt_prune/names.py",  # the names of the closed choices and metrics
+    "nmt_prune/stats.py",  # sparsity statistics
+    "nmt_prune/allocation.py",  # (imported by stats; pruning only)
 )
 FORMAT = 2  # 1: no fingerprints, data.root in the key
 #: relative difference of the re-measured val perplexity that still counts as reproduced

@@ -97,3 +97,15 @@ class MaskSet:
         (``nmt_prune.stats.sparsity_report``): it measures what the model really is."""
         self._params(model)  # clear errors for masks the model does not match
         return sparsity_report(model, list(self.masks), classes)
+
+
+#: key of the masks in a checkpoint's ``callbacks`` dict (the same for every pruning callback, so
+#: ``masks_from_checkpoint`` needs no knowledge of which one wrote it)
+STATE_KEY = "nmt_prune.masks"
+
+
+def masks_from_checkpoint(path: str) -> MaskSet | None:
+    """The masks saved in a Lightning checkpoint, or None if it has none (a dense model)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    state = ckpt.get("callbacks", {}).get(STATE_KEY)
+    return MaskSet.from_state_dict(state["masks"]) if state and state.get("masks") else None

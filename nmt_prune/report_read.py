@@ -92,6 +92,11 @@ def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _pruning_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The finished pruning jobs (not dense, not a one-class sensitivity job)."""
+    return [r for r in rows if r["status"] == "ok" and r["method"] != "dense" and not r["only"]]
+
+
 def collect(root: Path) -> list[dict[str, Any]]:
     """One row per job under ``root`` (any depth): each results.json, and each Hydra job directory
     (``.hydra/``) without one, as a failed job (killed before it could write)."""

@@ -154,6 +154,32 @@ def test_code_version_ignores_docs_and_formatting_but_not_code(tmp_path):
     assert all((root / f).is_file() for f in baseline.CODE_FILES)  # the list names files that exist
 
 
+def test_every_module_the_dense_training_imports_is_keyed_or_declared_harmless():
+    """A module added to the training path (as nmt_prune/init.py once was) must enter the cache
+    key (CODE_FILES) or be declared not to change what training learns (NOT_LEARNING)."""
+    import ast
+
+    root = Path(baseline.__file__).resolve().parent.parent
+    seen: set[str] = set()
+    PACKAGES = ("nmt_prune", "callbacks")
+
+    def follow(f: str) -> None:
+        if f in seen:
+            return
+        seen.add(f)
+        for node in ast.walk(ast.parse((root / f).read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PACKAGES:
+                path = node.module.replace(".", "/")
+                for cand in (f"{path}.py", f"{path}/__init__.py"):
+                    if (root / cand).is_file():
+                        follow(cand)
+                        break
+
+    follow("nmt_prune/training.py")
+    seen = {f for f in seen if not f.endswith("__init__.py")}
+    assert seen <= set(baseline.CODE_FILES) | set(baseline.NOT_LEARNING), seen - set(baseline.CODE_FILES)
+
+
 def test_an_edited_corpus_gets_a_new_entry_not_the_stale_model(tmp_path):
     from nmt_prune.experiment import run
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from callbacks.masking import STATE_KEY
 from nmt_prune.dead import dead_capacity
+from nmt_prune.masks import STATE_KEY
 from nmt_prune.report import collect, main, make_report
 from nmt_prune.report_size import size_points
 
