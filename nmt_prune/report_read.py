@@ -184,4 +184,6 @@ def _label(r: dict[str, Any]) -> str:
         parts.append(f"rewind={r['rewind']}")
     if r.get("only"):
         parts.append(f"only={r['only']}")
+    elif r.get("timing") == "after_fit" and r.get("retrain_epochs") == 0:
+        parts.append("no retraining")  # a line of its own, not mixed with the retrained jobs
     return "/".join(parts)
