@@ -17,23 +17,46 @@ os.environ.setdefault("WANDB_MODE", "offline")  # tests never log online
 torch.set_num_threads(1)
 
 
+#: the tests' model and data: a tiny model on a small toy corpus, no logger, one thread
+BASE = [
+    "model=tiny",
+    "logger=none",
+    "threads=1",
+    "data.toy_sizes.train=300",
+    "data.toy_sizes.val=40",
+    "data.toy_sizes.test=40",
+]
+
+
 def make_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
-    """The real config, composed as run.py would, shrunk for tests and pointed at tmp_path."""
+    """The real config, composed as run.py would, shrunk for tests (``BASE``), at tmp_path."""
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         return compose(
             "config",
             overrides=[
-                "model=tiny",
-                "logger=none",
-                "threads=1",
-                "data.toy_sizes.train=300",
-                "data.toy_sizes.val=40",
-                "data.toy_sizes.test=40",
+                *BASE,
                 f"paths.output_dir={tmp_path / 'out'}",
                 f"paths.cache_dir={tmp_path / 'cache'}",
                 *overrides,
             ],
         )
+
+
+#: with make_cfg, a job that runs in seconds: two short epochs, beam 2, one retraining epoch
+FAST = ["trainer.max_epochs=2", "trainer.limit_train_batches=6", "eval.beam_size=2", "prune.retrain.epochs=1"]
+#: the same on a command line (run.py in a subprocess: make_cfg's BASE is not there)
+TINY = [*BASE, *FAST]
+
+
+def check_masks_hold(ckpt: str, res: dict) -> None:
+    """The checkpoint of a pruned job holds its masks, and its pruned weights are exactly zero."""
+    from nmt_prune.masks import masks_from_checkpoint
+
+    masks = masks_from_checkpoint(ckpt)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert masks.n_pruned() == res["prune"]["n_pruned"]
+    for name, keep in masks.masks.items():
+        assert torch.all(state[f"model.{name}"][~keep] == 0), name
 
 
 @pytest.fixture

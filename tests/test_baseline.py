@@ -33,6 +33,7 @@ def _job(tmp: str, q) -> None:
     q.put(baseline.obtain(cfg, _fake_train(Path(tmp) / "count.txt"))["trained_here"])
 
 
+@pytest.mark.integration  # an end-to-end run or subprocess: make test leaves it to CI
 def test_parallel_jobs_train_once(tmp_path):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()

@@ -14,28 +14,7 @@ from callbacks.masking import masks_from_checkpoint
 from nmt_prune import criteria
 from nmt_prune.experiment import run
 from nmt_prune.module import NMTModule
-from tests.conftest import ROOT, make_cfg
-
-TINY = [
-    "model=tiny",
-    "logger=none",
-    "threads=1",
-    "data.toy_sizes.train=300",
-    "data.toy_sizes.val=40",
-    "data.toy_sizes.test=40",
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=6",
-    "eval.beam_size=2",
-    "prune.retrain.epochs=1",
-]
-
-
-def _check_masks_hold(ckpt: str, res: dict) -> None:
-    masks = masks_from_checkpoint(ckpt)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    assert masks.n_pruned() == res["prune"]["n_pruned"]
-    for name, keep in masks.masks.items():
-        assert torch.all(state[f"model.{name}"][~keep] == 0), name
+from tests.conftest import FAST, ROOT, TINY, check_masks_hold, make_cfg
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +41,7 @@ def sweep(tmp_path_factory):
     return tmp, jobs
 
 
+@pytest.mark.integration  # an end-to-end run or subprocess: make test leaves it to CI
 def test_sweep_runs_every_job_with_exact_sparsity(sweep):
     tmp, jobs = sweep
     assert len(jobs) == 9 and all(j["status"] == "ok" for j in jobs)
@@ -75,9 +55,10 @@ def test_sweep_runs_every_job_with_exact_sparsity(sweep):
         for key in ("val_ppl", "test_bleu"):
             assert key in j["pruned"] and key in j["dense"]
         assert set(j["sparsity_by_class"]) >= {"src_embed", "softmax", "attention"}
-        _check_masks_hold(j["checkpoint"], j)
+        check_masks_hold(j["checkpoint"], j)
 
 
+@pytest.mark.integration  # the multirun fixture: make test leaves it to CI
 def test_sweep_trains_the_dense_baseline_once(sweep):
     tmp, jobs = sweep
     entries = [d for d in (tmp / "cache" / "dense").iterdir() if d.is_dir()]
@@ -87,6 +68,7 @@ def test_sweep_trains_the_dense_baseline_once(sweep):
     assert len({j["dense"]["test_bleu"] for j in jobs}) == 1
 
 
+@pytest.mark.integration  # the multirun fixture: make test leaves it to CI
 def test_layer_error_of_every_pruned_job_grows_with_the_amount(sweep):
     """results.json layer_error (nmt_prune/layer_error.py): every pruned class has one, and
     pruning more of a class by magnitude moves its output more."""
@@ -103,6 +85,7 @@ def test_layer_error_of_every_pruned_job_grows_with_the_amount(sweep):
     assert "layer_error.png" in info["figures"] and (tmp / "report" / "layer_error.png").is_file()
 
 
+@pytest.mark.integration  # the multirun fixture: make test leaves it to CI
 def test_uniform_prunes_every_class_equally(sweep):
     # (how blind and distribution differ needs trained, unequal classes: tests/test_allocation.py)
     tmp, jobs = sweep
@@ -115,13 +98,14 @@ def test_uniform_prunes_every_class_equally(sweep):
 @pytest.fixture(scope="module")
 def pruned_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pruned")
-    cfg = make_cfg(tmp, *TINY[4:], "prune.pct=70", "prune.retrain.epochs=2", "prune.scheme=uniform")
+    cfg = make_cfg(tmp, *FAST, "prune.pct=70", "prune.retrain.epochs=2", "prune.scheme=uniform")
     return tmp, run(cfg)
 
 
+@pytest.mark.integration  # an end-to-end run or subprocess: make test leaves it to CI
 def test_masks_survive_checkpoint_in_a_fresh_process(pruned_run, tmp_path):
     tmp, res = pruned_run
-    _check_masks_hold(res["checkpoint"], res)
+    check_masks_hold(res["checkpoint"], res)
     src = sorted((tmp / "cache").glob("toy-v*"))[0] / "test.src"
     p = subprocess.run(
         [
@@ -153,7 +137,7 @@ def test_resume_mid_retraining_keeps_the_masks(pruned_run, tmp_path):
     out = run(
         make_cfg(
             tmp,
-            *TINY[4:],
+            *FAST,
             "prune.pct=70",
             "prune.retrain.epochs=3",
             "prune.scheme=uniform",
@@ -171,15 +155,13 @@ def test_evaluate_only_and_baseline_path(pruned_run, tmp_path):
     tmp, res = pruned_run
     dense_ckpt = res["dense"]["checkpoint"]
     out = run(
-        make_cfg(
-            tmp_path, *TINY[4:], "prune.pct=60", "prune.retrain.epochs=0", f"prune.baseline={dense_ckpt}"
-        )
+        make_cfg(tmp_path, *FAST, "prune.pct=60", "prune.retrain.epochs=0", f"prune.baseline={dense_ckpt}")
     )
     assert out["status"] == "ok" and out["timings"]["retrain_s"] == 0.0
     assert out["test_bleu"] == out["pruned"]["test_bleu"] and out["dense"]["cache_key"] is None
     assert out["dense"]["test_bleu"] == pytest.approx(res["dense"]["test_bleu"])  # measured, same model
     assert not (tmp_path / "cache" / "dense").exists()  # nothing trained
-    _check_masks_hold(out["checkpoint"], out)
+    check_masks_hold(out["checkpoint"], out)
 
 
 @pytest.mark.parametrize("rewind", ["init", "reinit"])
@@ -188,7 +170,7 @@ def test_rewind_trains_from_theta0_or_fresh_init_with_the_mask(pruned_run, tmp_p
     out = run(
         make_cfg(
             tmp,
-            *TINY[4:],
+            *FAST,
             "prune.pct=70",
             "prune.scheme=uniform",
             f"prune.rewind={rewind}",
@@ -231,7 +213,7 @@ def test_incompatible_combinations_are_named(tmp_path):
 
 
 def test_sparsity_and_pruned_metrics_reach_the_logger(tmp_path):
-    out = run(make_cfg(tmp_path, *TINY[4:], "logger=csv", "prune.pct=50"))
+    out = run(make_cfg(tmp_path, *FAST, "logger=csv", "prune.pct=50"))
     header = (tmp_path / "out" / "csv" / "metrics.csv").read_text().split("\n")[0].split(",")
     for key in (
         "prune/sparsity",
@@ -265,7 +247,7 @@ def test_sparsity_and_pruned_metrics_reach_the_logger(tmp_path):
     ],
 )
 def test_obd_and_snip_run_end_to_end(tmp_path, overrides, timing):
-    out = run(make_cfg(tmp_path, *TINY[4:], "prune.pct=80", *overrides))
+    out = run(make_cfg(tmp_path, *FAST, "prune.pct=80", *overrides))
     assert out["status"] == "ok" and out["prune"]["timing"] == timing
     assert out["sparsity"] == pytest.approx(0.8, abs=1e-4)
     assert out["prune"]["n_pruned"] == round(0.8 * out["prune"]["n_prunable"])
@@ -275,7 +257,7 @@ def test_obd_and_snip_run_end_to_end(tmp_path, overrides, timing):
         assert out["pruned"] is None and len(out["history"]) == 2  # trained from init, full recipe
     if "prune.method=obd" in overrides:
         assert out["prune"]["data_used"]["sentences"] == min(out["prune"]["obd"]["sentences"], 300)
-    _check_masks_hold(out["checkpoint"], out)
+    check_masks_hold(out["checkpoint"], out)
 
 
 @pytest.mark.parametrize("method", criteria.NAMES)
@@ -289,7 +271,7 @@ def test_every_registered_criterion_runs_end_to_end_at_every_timing_it_allows(tm
         out = run(
             make_cfg(
                 tmp_path / timing,
-                *TINY[4:],
+                *FAST,
                 "prune.pct=70",
                 f"prune.method={method}",
                 f"prune.timing={timing}",
@@ -300,7 +282,7 @@ def test_every_registered_criterion_runs_end_to_end_at_every_timing_it_allows(tm
         assert out["prune"]["n_pruned"] == round(0.7 * out["prune"]["n_prunable"])
         # zeros also count the embeddings' padding rows, which a non-magnitude criterion may keep
         assert out["sparsity"] == pytest.approx(0.7, abs=1e-3)
-        _check_masks_hold(out["checkpoint"], out)
+        check_masks_hold(out["checkpoint"], out)
     refused = [t for t in criteria.TIMINGS if t not in crit.timings]
     for timing in refused:
         with pytest.raises(ValueError, match=f"prune.method={method} with prune.timing={timing}"):
@@ -364,7 +346,7 @@ def test_pruned_weights_stay_exactly_zero_through_bf16_steps(tmp_path):
     masks re-zero them after every step, so a pruned weight is exactly 0, not a small bf16 value."""
     res = run(make_cfg(tmp_path, *TINY, "prune.pct=70", "+trainer.precision=bf16-mixed"))
     assert res["status"] == "ok" and res["sparsity"] == pytest.approx(0.7, abs=1e-4)
-    _check_masks_hold(res["checkpoint"], res)
+    check_masks_hold(res["checkpoint"], res)
     state = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
     assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
 
@@ -378,7 +360,7 @@ def test_obs_moves_the_kept_weights_and_lowers_every_layers_output_error(tmp_pat
         res[method] = run(
             make_cfg(
                 tmp_path,
-                *TINY[4:],
+                *FAST,
                 "prune.pct=80",
                 "prune.scheme=uniform",
                 f"prune.method={method}",
@@ -390,4 +372,4 @@ def test_obs_moves_the_kept_weights_and_lowers_every_layers_output_error(tmp_pat
     for cls, err in obs["layer_error"]["by_class"].items():
         if cls not in ("src_embed", "tgt_embed"):  # lookups: no update, another ranking
             assert err < mag["layer_error"]["by_class"][cls], cls
-    _check_masks_hold(obs["checkpoint"], obs)
+    check_masks_hold(obs["checkpoint"], obs)

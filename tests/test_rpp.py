@@ -8,8 +8,7 @@ import torch
 
 from nmt_prune.experiment import run
 from nmt_prune.rpp import ProximalReweighting, soft_threshold
-from tests.conftest import make_cfg
-from tests.test_prune_run import TINY, _check_masks_hold
+from tests.conftest import FAST, check_masks_hold, make_cfg
 
 
 @pytest.mark.parametrize("t", [0.0, 0.05, 0.3])
@@ -68,7 +67,7 @@ def test_an_rpp_phase_runs_in_the_pipeline_before_an_exact_prune(tmp_path):
     out = run(
         make_cfg(
             tmp_path,
-            *TINY[4:],
+            *FAST,
             "prune.pct=70",
             "prune.rpp.epochs=1",
             "prune.rpp.lam=0.05",
@@ -80,7 +79,7 @@ def test_an_rpp_phase_runs_in_the_pipeline_before_an_exact_prune(tmp_path):
     assert r["epochs"] == 1 and r["steps"] > 0 and len(r["val_ppl"]) == 1
     assert 0 < r["zero_fraction"] < 0.7  # the phase zeroed weights; the allocation finished the job
     assert out["prune"]["n_pruned"] == round(0.7 * out["prune"]["n_prunable"])
-    _check_masks_hold(out["checkpoint"], out)
+    check_masks_hold(out["checkpoint"], out)
 
 
 @pytest.mark.parametrize(

@@ -164,6 +164,7 @@ def test_unknown_group_option_lists_choices(tmp_path):
     assert p.returncode != 0 and "small" in p.stderr and "tiny" in p.stderr
 
 
+@pytest.mark.integration  # an end-to-end run or subprocess: make test leaves it to CI
 def test_run_py_with_wandb_offline(tmp_path):
     p = _cli(
         tmp_path,
@@ -185,6 +186,7 @@ def test_run_py_with_wandb_offline(tmp_path):
     assert b"timings/train_s" in record and b"params/nonzero" in record
 
 
+@pytest.mark.integration  # an end-to-end run or subprocess: make test leaves it to CI
 def test_console_is_one_line_per_epoch_and_ends_with_the_result(tmp_path):
     small = ["data.toy_sizes.train=200", "data.toy_sizes.val=20", "data.toy_sizes.test=20"]
     p = _cli(

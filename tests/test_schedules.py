@@ -19,8 +19,7 @@ from nmt_prune.experiment import run
 from nmt_prune.init import init_weights
 from nmt_prune.model import Seq2Seq
 from nmt_prune.module import NMTModule
-from tests.conftest import ROOT, make_cfg
-from tests.test_prune_run import TINY
+from tests.conftest import FAST, ROOT, make_cfg
 
 
 def _prune_cfg(**nodes) -> dict:
@@ -257,7 +256,7 @@ def test_weight_penalty_off_keeps_the_dense_cache_key(tmp_path):
 def test_iterative_after_fit_end_to_end(tmp_path):
     cfg = make_cfg(
         tmp_path,
-        *TINY[4:],
+        *FAST,
         "prune.pct=75",
         "prune.schedule=iterative",
         "prune.iterative.rounds=3",
@@ -282,7 +281,7 @@ def test_gradual_from_scratch_end_to_end(tmp_path):
     out = run(
         make_cfg(
             tmp_path,
-            *TINY[4:],
+            *FAST,
             "prune.pct=80",
             "prune.schedule=gradual",
             "prune.timing=during",
@@ -319,7 +318,7 @@ def test_gradual_from_scratch_end_to_end(tmp_path):
 )
 def test_bad_schedules_fail_before_any_training(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
-        run(make_cfg(tmp_path, *TINY[4:], "prune.pct=80", *overrides))
+        run(make_cfg(tmp_path, *FAST, "prune.pct=80", *overrides))
     assert not (tmp_path / "cache" / "dense").exists()
 
 
@@ -351,7 +350,7 @@ def test_a_schedule_cut_short_fails_the_fit_instead_of_reporting_a_lower_sparsit
 @pytest.mark.parametrize("trainer", [["+trainer.accumulate_grad_batches=2"], ["trainer.overfit_batches=3"]])
 def test_schedule_counts_the_optimizer_steps_lightning_runs(tmp_path, trainer):
     iterative = ["prune.schedule=iterative", "prune.iterative.rounds=3", "prune.iterative.epochs=1"]
-    out = run(make_cfg(tmp_path, *TINY[4:], "prune.pct=75", *iterative, *trainer))
+    out = run(make_cfg(tmp_path, *FAST, "prune.pct=75", *iterative, *trainer))
     assert out["status"] == "ok", out.get("error")
     assert [e["epoch"] for e in out["prune"]["events"]] == [0, 1, 2]  # one round per epoch, as planned
     assert out["sparsity"] == pytest.approx(0.75, abs=1e-3)

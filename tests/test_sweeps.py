@@ -16,8 +16,7 @@ from omegaconf import OmegaConf
 from nmt_prune import criteria
 from nmt_prune.experiment import validate_prune
 from nmt_prune.report import make_report
-from tests.conftest import ROOT, make_cfg
-from tests.test_prune_run import TINY
+from tests.conftest import ROOT, TINY, make_cfg
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
 #: jobs per preset (the product of its grid)
@@ -89,6 +88,7 @@ def test_every_preset_is_tested():
     assert set(PRESETS) == set(EXPECTED_JOBS)
 
 
+@pytest.mark.integration  # composes every job of every preset (~400): make test leaves it to CI
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_composes_and_expands_to_distinct_valid_jobs(tmp_path, preset):
     jobs = _grid(preset)
@@ -126,6 +126,7 @@ def test_job_directories_are_named_after_their_overrides():
     )
 
 
+@pytest.mark.integration  # an end-to-end run or subprocess: make test leaves it to CI
 def test_wandb_sweep_files_are_current_and_name_real_keys(tmp_path):
     p = subprocess.run(
         [sys.executable, "-m", "nmt_prune.wandb_sweeps", "--check"], cwd=ROOT, capture_output=True, text=True
@@ -142,6 +143,7 @@ def test_wandb_sweep_files_are_current_and_name_real_keys(tmp_path):
                     assert OmegaConf.select(cfg, key) == v, (f.name, key, v)
 
 
+@pytest.mark.integration  # an end-to-end run or subprocess: make test leaves it to CI
 def test_joblib_sweep_shares_one_baseline_and_survives_a_failed_job(tmp_path):
     """Two parallel jobs and a job that fails: the others finish, the report lists the failure."""
     sweep = tmp_path / "multirun"
