@@ -1,5 +1,5 @@
 """Report figures per weight class against sparsity: dead capacity (nmt_prune/dead.py) and the layer
-error (nmt_prune/layer_error.py).
+error (nmt_prune/layer_error.py), and the layer error next to the class sensitivity.
 
 ``dead_capacity.png``: per class, the fraction of its units with no surviving weight (words for
 embeddings and the softmax layer, gate units for LSTM layers, h~ units for attention), and the
@@ -114,3 +114,37 @@ def fig_layer_error(rows: list[dict[str, Any]], out: Path) -> list[str]:
         "relative error",
     )
     return ["layer_error.png"]
+
+
+def fig_error_vs_sensitivity(rows: list[dict[str, Any]], out: Path) -> list[str]:
+    """``layer_error_vs_sensitivity.png``: for the jobs that prune one class alone (``prune.only``,
+    no retraining), the class's relative output error against the test perplexity change it
+    causes: does the layer-local error predict the damage, and does one unit of it cost each
+    class the same? One colour per class, one point per percentage (medians over seeds)."""
+    pts: dict[str, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        cls, res = r["only"], r["_res"]
+        err = (res.get("layer_error") or {}).get("by_class", {}).get(cls) if cls else None
+        if r["status"] != "ok" or err is None or r["pruned_test_ppl"] is None or r["dense_test_ppl"] is None:
+            continue
+        pts[cls][float(r["pct"])].append((err, r["pruned_test_ppl"] - r["dense_test_ppl"]))
+    if not pts:
+        return ["layer_error_vs_sensitivity: no prune.only jobs with layer errors (study_sensitivity)"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (cls, by_pct) in enumerate(sorted(pts.items())):
+        xs = [statistics.median(e for e, _ in by_pct[p]) for p in sorted(by_pct)]
+        ys = [statistics.median(d for _, d in by_pct[p]) for p in sorted(by_pct)]
+        ax.plot(xs, ys, "osD^vP*"[i % 7] + "-", color=f"C{i % 10}", mfc="none", label=cls)
+        for x, y, p in zip(xs, ys, sorted(by_pct)):
+            ax.annotate(f"{p:g}%", (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    if all(d > 0 for by in pts.values() for v in by.values() for _, d in v):
+        ax.set_yscale("log")
+    ax.set_title("Layer error vs the damage it does: one class pruned alone, no retraining", fontsize=10)
+    ax.set_xlabel("relative output error of the class, ||WX - W'X|| / ||WX||")
+    ax.set_ylabel("test perplexity change (pruned - dense)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "layer_error_vs_sensitivity.png", dpi=110)
+    plt.close(fig)
+    return ["layer_error_vs_sensitivity.png"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import matplotlib
 
-from nmt_prune.report_dead import fig_dead_capacity, fig_layer_error
+from nmt_prune.report_dead import fig_dead_capacity, fig_error_vs_sensitivity, fig_layer_error
 from nmt_prune.report_masks import fig_masks
 from nmt_prune.report_size import fig_size
 
@@ -282,5 +282,6 @@ FIGURES: list[Callable[..., list[str]]] = [
     fig_snip_by_fraction,
     fig_dead_capacity,
     fig_layer_error,
+    fig_error_vs_sensitivity,
     fig_size,
 ]

@@ -86,6 +86,8 @@ def _job(root: Path, name: str, **kw) -> None:
         }
         torch.save({"callbacks": {STATE_KEY: {"masks": masks}}}, d / "best.ckpt")
         res["checkpoint"] = str(d / "best.ckpt")
+    if kw.get("only"):  # a one-class job records the layer error of that class
+        res["layer_error"] = {"by_class": {kw["only"]: pct / 200}}
     if kw.get("width"):  # the large-vs-small study: models of several widths, their sizes
         width, nonzero = kw["width"], kw["nonzero"]
         res["config"]["model"] = {"hidden_size": width}
@@ -153,6 +155,7 @@ def test_report_writes_tables_and_every_figure(sweep):
         "dead_capacity.png",
         "layer_error.png",
         "size.png",
+        "layer_error_vs_sensitivity.png",
     ]
     for name in expected:
         data = (out / name).read_bytes()
