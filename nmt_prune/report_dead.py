@@ -19,6 +19,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from nmt_prune.report_plot import finish  # noqa: E402
+
 TOKEN_SHARE = "softmax_dead_token_share"
 
 
@@ -139,12 +141,14 @@ def fig_error_vs_sensitivity(rows: list[dict[str, Any]], out: Path) -> list[str]
             ax.annotate(f"{p:g}%", (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
     if all(d > 0 for by in pts.values() for v in by.values() for _, d in v):
         ax.set_yscale("log")
-    ax.set_title("Layer error vs the damage it does: one class pruned alone, no retraining", fontsize=10)
-    ax.set_xlabel("relative output error of the class, ||WX - W'X|| / ||WX||")
-    ax.set_ylabel("test perplexity change (pruned - dense)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "layer_error_vs_sensitivity.png", dpi=110)
-    plt.close(fig)
+    title = "Layer error vs the damage it does: one class pruned alone, no retraining"
+    xlabel = "relative output error of the class, ||WX - W'X|| / ||WX||"
+    finish(
+        fig,
+        ax,
+        title,
+        xlabel,
+        "test perplexity change (pruned - dense)",
+        out / "layer_error_vs_sensitivity.png",
+    )
     return ["layer_error_vs_sensitivity.png"]

@@ -13,6 +13,7 @@ import matplotlib
 
 from nmt_prune.report_dead import fig_dead_capacity, fig_error_vs_sensitivity, fig_layer_error
 from nmt_prune.report_masks import fig_masks
+from nmt_prune.report_plot import finish as _finish
 from nmt_prune.report_size import fig_size
 
 matplotlib.use("Agg")
@@ -26,18 +27,6 @@ from nmt_prune.report_read import _get, _label, _pruning_rows
 def _median(values: Iterable[float | None]) -> float | None:
     vs = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
     return statistics.median(vs) if vs else None
-
-
-def _finish(fig, ax, title: str, xlabel: str, ylabel: str, path: Path, legend: bool = True) -> None:
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if legend and ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _yscale(ax, values: list[float]) -> None:

@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from nmt_prune.report_plot import finish  # noqa: E402
 from nmt_prune.report_read import _get  # noqa: E402
 
 
@@ -53,12 +54,7 @@ def fig_size(rows: list[dict[str, Any]], out: Path) -> list[str]:
         style = "ko-" if name == "dense" else "osD^v"[i % 5] + "-"
         ax.plot(xs, ys, style, mfc="none", label=f"{name} (median over seeds)")
     ax.set_xscale("log")
-    ax.set_title("Prune large or train small: test BLEU at equal nonzero parameters")
-    ax.set_xlabel("nonzero parameters (biases included, log scale)")
-    ax.set_ylabel("test BLEU (sacreBLEU)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "size.png", dpi=110)
-    plt.close(fig)
+    title = "Prune large or train small: test BLEU at equal nonzero parameters"
+    xlabel = "nonzero parameters (biases included, log scale)"
+    finish(fig, ax, title, xlabel, "test BLEU (sacreBLEU)", out / "size.png")
     return ["size.png"]
