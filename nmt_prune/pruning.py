@@ -238,13 +238,14 @@ def _retrain(
         lg.log_metrics(figures or {}, step=0)
     trainer.fit(rmodule, datamodule=dm, ckpt_path=cfg.ckpt_path)
     best = trainer.checkpoint_callback.best_model_path or None
-    return {
-        "after": evaluate(trainer, rmodule, dm, best),
+    fit = {
         "retrain_s": rmodule.fit_s(),  # the attempts it resumed included
         "history": list(rmodule.history),
         "training": training_record(trainer),
         "checkpoint": best,
-    }
+    }  # all read before the test, which loads the best checkpoint (and its shorter history) back
+    fit["after"] = evaluate(trainer, rmodule, dm, best)
+    return fit
 
 
 def _result(cfg, dm, out, final, masks, dense, fit, timings, **extra) -> dict[str, Any]:

@@ -373,3 +373,15 @@ def test_obs_moves_the_kept_weights_and_lowers_every_layers_output_error(tmp_pat
         if cls not in ("src_embed", "tgt_embed"):  # lookups: no update, another ranking
             assert err < mag["layer_error"]["by_class"][cls], cls
     check_masks_hold(obs["checkpoint"], obs)
+
+
+def test_results_keep_every_retraining_epoch_when_the_best_is_not_the_last(tmp_path):
+    """The test loads the best checkpoint back (with the history it had then): results.json must
+    still hold every epoch the retraining ran, and its time."""
+    out = run(
+        make_cfg(tmp_path, *FAST, "prune.pct=50", "prune.retrain.epochs=3", "prune.retrain.lr_factor=300")
+    )
+    assert [h["epoch"] for h in out["history"]] == [0, 1, 2]
+    ppl = [h["val_ppl"] for h in out["history"]]
+    assert ppl.index(min(ppl)) < 2  # the case this test is about: the LR blows retraining up
+    assert out["timings"]["retrain_s"] >= sum(h["train_s"] for h in out["history"])
