@@ -15,7 +15,12 @@ per job, failed jobs listed with their error) and PNG figures, only those the sw
 - ``median_bleu_by_group.png``: median and range of test BLEU over seeds;
 - ``snip_by_init.png``, ``snip_by_fraction.png``: pruning at init by initialisation, SNIP by the
   amount of data it scored on;
-- ``dead_capacity.png``: rows and units left with no weight, per class (nmt_prune/report_dead.py).
+- ``dead_capacity.png``: rows and units left with no weight, per class (nmt_prune/report_dead.py);
+- ``layer_error.png``, ``layer_error_vs_sensitivity.png``: the pruned layers' output error per
+  class, and against the damage one class does alone (nmt_prune/report_dead.py);
+- ``size.png``: test BLEU against nonzero parameters, dense widths vs a pruned large model
+  (nmt_prune/report_size.py);
+- ``retrain_curves.png``: val perplexity by retraining epoch (nmt_prune/report_curves.py).
 
 When the jobs logged to W&B (``logger.name=wandb``) the figures and the table are logged to one
 more run, ``report``, in the sweep's group (``--no-wandb`` to skip).

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import matplotlib
 
+from nmt_prune.report_curves import fig_retrain_curves
 from nmt_prune.report_dead import fig_dead_capacity, fig_error_vs_sensitivity, fig_layer_error
 from nmt_prune.report_masks import fig_masks
 from nmt_prune.report_plot import finish as _finish
@@ -273,4 +274,5 @@ FIGURES: list[Callable[..., list[str]]] = [
     fig_layer_error,
     fig_error_vs_sensitivity,
     fig_size,
+    fig_retrain_curves,
 ]

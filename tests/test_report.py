@@ -76,6 +76,7 @@ def _job(root: Path, name: str, **kw) -> None:
         "pruned": {"test_bleu": bleu - 5, "test_ppl": 6 + pct},
         "dense": {"test_bleu": 31.0, "test_ppl": 5.2},
         "timings": {"train_s": 0, "prune_s": 1.0, "saliency_s": 0.5, "retrain_s": 200.0},
+        "history": [{"epoch": e, "val_ppl": 5 + pct / 10 + 3 / (e + 1)} for e in range(kw.get("epochs", 2))],
     }
     if kw.get("ckpt"):  # pruned jobs with masks also have dead-capacity figures, from the real function
         res["dead"] = dead_capacity(_random_masks(g, pct), _CLASSES_BY_NAME, torch.arange(1, 17))
@@ -156,6 +157,7 @@ def test_report_writes_tables_and_every_figure(sweep):
         "layer_error.png",
         "size.png",
         "layer_error_vs_sensitivity.png",
+        "retrain_curves.png",
     ]
     for name in expected:
         data = (out / name).read_bytes()
@@ -216,3 +218,12 @@ def test_size_points_are_families_at_their_nonzero_counts(sweep):
     assert sorted(fam["256 pruned, magnitude/uniform"]) == [1_600_000, 3_500_000]
     # the dense widths, and the pruned jobs' own baseline (one seed: counted once) at 8.27M
     assert sorted(fam["dense"]) == [1_600_000, 3_500_000, 8_270_000] and fam["dense"][8_270_000] == [31.0]
+
+
+def test_retrain_curves_are_medians_over_seeds_per_epoch(sweep):
+    from nmt_prune.report_curves import curves
+
+    lines = curves(collect(sweep))
+    # the schemes jobs: 2 seeds and 2 retraining epochs each, identical synthetic histories
+    assert lines["magnitude/blind 50%"] == [5 + 5 + 3.0, 5 + 5 + 1.5]
+    assert not any("only=" in k for k in lines)  # one-class jobs are not retraining curves
