@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nmt_prune.validate import check_int, check_positive
+
 if TYPE_CHECKING:  # the records are read by the config checks before torch is imported
     from torch import Tensor, nn
 
@@ -67,12 +69,6 @@ def _saliency():
     from nmt_prune import saliency  # imported when scoring: the registry loads without torch
 
     return saliency
-
-
-def _int(key: str, v: Any, low: int = 1, what: str = "") -> None:
-    """An integer >= ``low`` (not a bool), or a ValueError naming the key."""
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ValueError(f"{key}={v!r}; must be an integer >= {low}{what}")
 
 
 def _params(ctx: Context) -> dict[str, Tensor]:
@@ -134,7 +130,7 @@ def _check_obd(s: dict[str, Any]) -> None:
         choices = ", ".join(OBD_ESTIMATORS)
         raise ValueError(f"prune.obd.estimator={s['estimator']!r}; valid choices: {choices}")
     for key in ("sentences", "samples"):
-        _int(f"prune.obd.{key}", s[key])
+        check_int(f"prune.obd.{key}", s[key])
 
 
 def _check_snip(s: dict[str, Any]) -> None:
@@ -165,10 +161,8 @@ def _obs_finish(ctx: Context, keep: dict[str, Tensor]) -> tuple[dict[str, Tensor
 
 
 def _check_obs(s: dict[str, Any]) -> None:
-    _int("prune.obs.sentences", s["sentences"])
-    d = s["damp"]
-    if isinstance(d, bool) or not isinstance(d, (int, float)) or not d > 0:
-        raise ValueError(f"prune.obs.damp={d!r}; must be a number > 0 (lambda of H + lambda mean(diag H) I)")
+    check_int("prune.obs.sentences", s["sentences"])
+    check_positive("prune.obs.damp", s["damp"], " (lambda of H + lambda mean(diag H) I)")
 
 
 REGISTRY: dict[str, Criterion] = {
@@ -211,7 +205,7 @@ REGISTRY: dict[str, Criterion] = {
             "initialisation it is SNIP: use prune.method=snip)",
             settings="taylor",
             defaults={"batches": 8},
-            check=lambda s: _int("prune.taylor.batches", s["batches"], what=" (training batches)"),
+            check=lambda s: check_int("prune.taylor.batches", s["batches"], what=" (training batches)"),
         ),
         Criterion(
             "obs",

@@ -22,7 +22,7 @@ from nmt_prune.names import (
     SCHEMES,
     class_names,
 )
-from nmt_prune.validate import ConfigError, check_basics
+from nmt_prune.validate import ConfigError, check_basics, check_int, check_positive
 
 PRUNE_TIMINGS = ("auto", *criteria.TIMINGS)
 REWINDS = ("none", "init", "reinit")
@@ -54,11 +54,10 @@ def _excluded(p: DictConfig, layers: int | None = None) -> list[str]:
 
 def _check_rpp(p: DictConfig, timing: str) -> None:
     r = p.rpp
-    criteria._int("prune.rpp.epochs", r.epochs, 0, " (0: no RPP phase)")
-    criteria._int("prune.rpp.refresh", r.refresh, 1, " (optimizer steps)")
+    check_int("prune.rpp.epochs", r.epochs, 0, " (0: no RPP phase)")
+    check_int("prune.rpp.refresh", r.refresh, 1, " (optimizer steps)")
     for key in ("lam", "eps"):
-        if isinstance(r[key], bool) or not isinstance(r[key], (int, float)) or not r[key] > 0:
-            raise ValueError(f"prune.rpp.{key}={r[key]!r}; must be a number > 0")
+        check_positive(f"prune.rpp.{key}", r[key])
     if r.epochs > 0 and (timing != "after_fit" or p.schedule != "one_shot" or p.rewind != "none"):
         raise ValueError(
             f"prune.rpp.epochs={r.epochs} needs prune.timing=after_fit, prune.schedule=one_shot "

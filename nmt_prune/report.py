@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from nmt_prune.report_figures import FIGURES
-from nmt_prune.report_read import COLUMNS, _fmt, _get, collect, write_csv, write_markdown
+from nmt_prune.report_read import COLUMNS, _fmt, collect, write_csv, write_markdown
+from nmt_prune.results import get
 
 
 def make_report(root: Path, out: Path | None = None, use_wandb: bool | None = None) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def make_report(root: Path, out: Path | None = None, use_wandb: bool | None = No
     write_csv(rows, out / "results.csv")
     write_markdown(rows, out / "results.md", root, figures, notes)
     if use_wandb is None:
-        use_wandb = any(_get(r["_res"], "config", "logger", "name") == "wandb" for r in rows)
+        use_wandb = any(get(r["_res"], "config", "logger", "name") == "wandb" for r in rows)
     if use_wandb:
         _log_wandb(rows, out, figures, root)
     return {
@@ -71,7 +72,7 @@ def _log_wandb(rows, out: Path, figures: list[str], root: Path) -> None:
     from nmt_prune.loggers import wandb_mode
 
     project = next(
-        (_get(r["_res"], "config", "logger", "project") for r in rows if r["_res"].get("config")), None
+        (get(r["_res"], "config", "logger", "project") for r in rows if r["_res"].get("config")), None
     )
     run = wandb.init(
         project=project or "nmt-prune",

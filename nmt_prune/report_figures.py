@@ -20,7 +20,8 @@ from nmt_prune.report_size import fig_size
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from nmt_prune.report_read import _get, _label, _pruning_rows
+from nmt_prune.report_read import _label, _pruning_rows
+from nmt_prune.results import get as _get
 
 # --------------------------------------------------------------------------------- figures
 

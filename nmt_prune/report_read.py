@@ -50,7 +50,6 @@ MD_COLUMNS = [
 
 
 # --------------------------------------------------------------------------------- reading
-_get = get  # (the figures modules import it from here)
 
 
 def _overrides_dict(overrides: Iterable[str]) -> dict[str, str]:
@@ -78,11 +77,11 @@ def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
         "timing": p.get("timing", ""),
         "schedule": p.get("schedule", "one_shot") if not dense_job else "",
         "rewind": p.get("rewind", "none") if not dense_job else "",
-        "retrain_epochs": _get(p, "retrain", "epochs", default=""),
+        "retrain_epochs": get(p, "retrain", "epochs", default=""),
         "only": p.get("only") or "",
-        "init": _get(cfg, "init", "scheme", default=ov.get("init", "")),
+        "init": get(cfg, "init", "scheme", default=ov.get("init", "")),
         "seed": cfg.get("seed", ov.get("seed", "")),
-        "snip_fraction": _get(p, "snip", "fraction", default="") if p.get("method") == "snip" else "",
+        "snip_fraction": get(p, "snip", "fraction", default="") if p.get("method") == "snip" else "",
         **path_values(res),
     }
     if not dense_job and row["pct"] == 0 and res.get("prune") is not None:

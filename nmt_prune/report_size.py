@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from nmt_prune.report_plot import finish  # noqa: E402
-from nmt_prune.report_read import _get  # noqa: E402
+from nmt_prune.results import get as _get  # noqa: E402
 
 
 def size_points(rows: list[dict[str, Any]]) -> dict[str, dict[int, list[float]]]:

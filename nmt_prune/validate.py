@@ -24,6 +24,18 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def check_int(key: str, v: Any, low: int = 1, what: str = "") -> None:
+    """An integer >= ``low`` (not a bool), or a ValueError naming the key."""
+    if not _is_int(v) or v < low:
+        raise ValueError(f"{key}={v!r}; must be an integer >= {low}{what}")
+
+
+def check_positive(key: str, v: Any, what: str = "") -> None:
+    """A number > 0 (not a bool), or a ValueError naming the key."""
+    if not _is_number(v) or not v > 0:
+        raise ValueError(f"{key}={v!r}; must be a number > 0{what}")
+
+
 #: key -> (test, what is valid)
 RULES: dict[str, tuple[Any, str]] = {
     "seed": (_is_int, "an integer"),

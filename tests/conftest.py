@@ -59,6 +59,21 @@ def check_masks_hold(ckpt: str, res: dict) -> None:
         assert torch.all(state[f"model.{name}"][~keep] == 0), name
 
 
+def quiet_trainer(**kwargs):
+    """A Lightning Trainer for a test's own fit: no logger, checkpoints, progress bar, model
+    summary or validation, unless ``kwargs`` say otherwise."""
+    import lightning.pytorch as pl
+
+    quiet = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "limit_val_batches": 0,
+    }
+    return pl.Trainer(**{**quiet, **kwargs})
+
+
 @pytest.fixture
 def toy_dm(tmp_path: Path) -> NMTDataModule:
     cfg = DataConfig(toy_sizes={"train": 300, "val": 40, "test": 40}, batch_size=16, eval_batch_size=16)

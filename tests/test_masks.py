@@ -11,6 +11,7 @@ from nmt_prune.init import init_weights
 from nmt_prune.masks import MaskSet
 from nmt_prune.model import Seq2Seq
 from nmt_prune.pruner import Pruner
+from tests.conftest import quiet_trainer
 
 
 def _model(seed=0):
@@ -128,7 +129,6 @@ def test_errors_name_the_problem():
 
 
 def test_callback_prunes_in_setup_and_holds_masks_through_lightning_fit(toy_dm):
-    import lightning.pytorch as pl
 
     from nmt_prune.module import NMTModule
 
@@ -146,27 +146,10 @@ def test_callback_prunes_in_setup_and_holds_masks_through_lightning_fit(toy_dm):
         data_state=toy_dm.state(),
     )
     pruner = PruneAfterFit("magnitude", "distribution", 0.6)
-    trainer = pl.Trainer(
-        max_steps=5,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        gradient_clip_val=1.0,
-    )
+    trainer = quiet_trainer(max_steps=5, gradient_clip_val=1.0)
     trainer.fit(module, datamodule=toy_dm)
     assert pruner.masks is None  # not given to this trainer: the control
-    trainer = pl.Trainer(
-        max_steps=5,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[pruner],
-        gradient_clip_val=1.0,
-    )
+    trainer = quiet_trainer(max_steps=5, callbacks=[pruner], gradient_clip_val=1.0)
     before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
     trainer.fit(module, datamodule=toy_dm)
     params = dict(module.model.named_parameters())
@@ -201,15 +184,7 @@ def test_snip_masks_come_from_theta0_before_any_step_and_training_starts_there(t
                 self.first = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
 
     pruner, probe = PruneAtInit("snip", "blind", 0.8, settings={"fraction": 2}), Probe()
-    trainer = pl.Trainer(
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[pruner, probe],
-    )
+    trainer = quiet_trainer(max_steps=3, callbacks=[pruner, probe])
     trainer.fit(module, datamodule=toy_dm)
     assert all(torch.equal(pruner.masks.masks[n], expected.masks[n]) for n in expected.masks)  # from theta0
     for n, w in probe.first.items():  # the first step starts from theta0, masked

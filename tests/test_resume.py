@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from nmt_prune import resume, study
-from tests.conftest import ROOT
+from tests.conftest import BASE, ROOT
 
 CONFIG = {"seed": 1, "threads": 1, "paths": {"output_dir": "x"}, "trainer": {"max_epochs": 2}}
 
@@ -78,12 +78,7 @@ def test_saved_results_restore_into_a_fresh_study_dir_and_are_skipped(tmp_path):
 SWEEP = [
     "-m",
     "seed=1,2,3",
-    "model=tiny",
-    "logger=none",
-    "threads=1",
-    "data.toy_sizes.train=300",
-    "data.toy_sizes.val=40",
-    "data.toy_sizes.test=40",
+    *BASE,
     "trainer.limit_train_batches=4",
     "eval.val_bleu=false",
     "eval.beam_size=1",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -19,7 +18,7 @@ from nmt_prune.experiment import run
 from nmt_prune.init import init_weights
 from nmt_prune.model import Seq2Seq
 from nmt_prune.module import NMTModule
-from tests.conftest import FAST, ROOT, make_cfg
+from tests.conftest import FAST, ROOT, make_cfg, quiet_trainer
 
 
 def _prune_cfg(**nodes) -> dict:
@@ -118,15 +117,7 @@ def test_each_event_reaches_the_target_exactly_and_masks_only_grow(toy_dm, schem
     sch = S.build("gradual", 85, cfg, steps_per_epoch=steps, epochs=2)
     pruner = Snapshots(sch, "magnitude", scheme, 0.85)
     module = _module(toy_dm)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[pruner],
-    )
+    trainer = quiet_trainer(max_epochs=2, callbacks=[pruner])
     trainer.fit(module, datamodule=toy_dm)
     assert [e["step"] for e in pruner.events] == list(sch.events)
     n = pruner.masks.n_masked()
@@ -147,15 +138,7 @@ def test_iterative_threshold_prunes_below_it_capped_at_pct(toy_dm):
     pruner = Snapshots(sch, "magnitude", "blind", 0.6, threshold=0.05)
     module = _module(toy_dm)
     first = {n: p.detach().clone() for n, p in module.model.named_parameters()}
-    trainer = pl.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[pruner],
-    )
+    trainer = quiet_trainer(max_epochs=2, callbacks=[pruner])
     trainer.fit(module, datamodule=toy_dm)
     below = sum(int((first[n].abs() < 0.05).sum()) for n in pruner.snaps[0])
     assert pruner.events[0]["n_pruned"] == below  # round 1: exactly the weights below the threshold
@@ -334,15 +317,7 @@ def test_a_schedule_cut_short_fails_the_fit_instead_of_reporting_a_lower_sparsit
     cfg = _prune_cfg(gradual={"initial_pct": 20, "start_epoch": 0, "end_epoch": 1.5, "every_steps": 4})
     sch = S.build("gradual", 85, cfg, steps_per_epoch=steps, epochs=2)
     pruner = ScheduledPruning(sch, "magnitude", "blind", 0.85)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[pruner],
-    )
+    trainer = quiet_trainer(max_epochs=1, callbacks=[pruner])
     with pytest.raises(RuntimeError, match=r"schedule did not finish.*target 0.8500"):
         trainer.fit(_module(toy_dm), datamodule=toy_dm)  # one epoch of a schedule planned over 1.5
 
