@@ -82,14 +82,14 @@ def run(
         **_scheduler_record(),
     }
     logger: Logger | bool = False
-    skipped = False
+    skipped, carried = False, {}
     quiet_console()
     try:
         if cfg.logger.name not in LOGGERS:
             raise ValueError(f"logger.name={cfg.logger.name!r}; valid choices: {LOGGERS}")
         timing = check(cfg)
         if cfg.get("resume", True) and not cfg.ckpt_path:
-            action, prev, last = resume.decide(out, results["config"], results["overrides"])
+            action, prev, last = resume.decide(out, results["config"], results["overrides"], timing)
             if action == "skip":
                 log.info("skipped: %s holds status ok for this config (resume=false runs it again)", out)
                 skipped = True
@@ -98,6 +98,14 @@ def run(
                 log.info("resuming the unfinished earlier attempt from %s", last)
                 resume.stash_csv(out)
                 cfg.ckpt_path = results["resumed_from"] = last
+            if action == "extend":  # its fit so far is a prefix of this one: go on to the new cap
+                cap = ".".join(resume.CAP)
+                was, now = resume.get(prev["config"], resume.CAP), resume.get(results["config"], resume.CAP)
+                log.info("extending the earlier attempt (%s %s -> %s) from %s", cap, was, now, last)
+                resume.stash_csv(out)
+                cfg.ckpt_path = results["resumed_from"] = last
+                results["extended"] = {"key": cap, "from": was, "to": now, "status_before": prev["status"]}
+                carried = {k: prev[k] for k in resume.CARRIED if prev.get(k) is not None}
         _write_results(out, results)  # status running: a killed job is recognisable as such
         threads = effective_threads(cfg.threads, job.get("parallel_jobs", 1))
         if threads != cfg.threads:
@@ -116,6 +124,7 @@ def run(
         logger = make_logger(cfg, out, job)
         if timing == "after_fit":
             results.update(prune_after_fit(cfg, dm, out, logger))
+            results.update({k: v for k, v in carried.items() if results.get(k) is None})
         elif timing in ("at_init", "during"):
             results.update(prune_from_scratch(cfg, dm, out, logger, timing))
         else:

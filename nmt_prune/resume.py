@@ -6,6 +6,11 @@ earlier ``results.json``. With ``resume=true`` (the default):
 - ``status: ok`` for the same config: the job is skipped, its results stand;
 - ``running`` (the process was killed) or ``interrupted`` (SIGTERM, Ctrl-C) for the same config,
   with a ``checkpoints/last.ckpt``: the job resumes from that checkpoint;
+- a larger retraining cap (``prune.retrain.epochs`` of a one-shot prune-after-fit job, the only
+  difference): the earlier fit is a prefix of the longer one (the cap only stops it), so if it
+  stopped at its cap (``training.stop_reason: max_epochs``) or was killed, the job continues from
+  its ``last.ckpt`` to the new cap (``extend``); if its rule stopped it before the cap, a larger
+  cap computes the same fit and the job is skipped, its results standing;
 - anything else (failed, another config, no checkpoint): the job runs again from the start, and
   the earlier attempt's checkpoints are removed so they cannot be mistaken for this run's.
 
@@ -96,23 +101,69 @@ def _overridden(overrides: list[str]) -> set[str]:
     return keys
 
 
+#: the key that only caps a one-shot prune-after-fit job's retraining fit (``schedules.fit_epochs``)
+CAP = ("prune", "retrain", "epochs")
+#: what an extended job keeps from the earlier attempt: measured at pruning time, which a resumed
+#: fit does not repeat (the same masks on the same dense model)
+CARRIED = ("layer_error", "rpp")
+
+
+def get(config: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for k in path:
+        config = config.get(k) if isinstance(config, dict) else None
+    return config
+
+
+def _with(config: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """A copy of ``config`` with ``path`` set to ``value`` (the dicts along it copied)."""
+    out = dict(config)
+    if len(path) == 1:
+        out[path[0]] = value
+    else:
+        out[path[0]] = _with(dict(out.get(path[0]) or {}), path[1:], value)
+    return out
+
+
+def larger_cap(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """``new`` is ``old`` with only a larger retraining cap, for a job whose retraining fit is
+    capped by it alone: one-shot, after fit, no rewind (its LR curve does not depend on the cap)."""
+    before, after = get(old, CAP), get(new, CAP)
+    prune = old.get("prune") or {}
+    return (
+        isinstance(before, int)
+        and isinstance(after, int)
+        and after > before
+        and prune.get("schedule") == "one_shot"
+        and prune.get("rewind") == "none"
+        and _with(new, CAP, before) == old
+    )
+
+
 def decide(
-    out: Path, config: dict[str, Any], overrides: list[str] | None = None
+    out: Path, config: dict[str, Any], overrides: list[str] | None = None, timing: str | None = None
 ) -> tuple[str, dict[str, Any] | None, str | None]:
-    """What to do with ``out``: ``("skip", earlier results, None)``, ``("resume", None, last.ckpt)``
+    """What to do with ``out``: ``("skip", earlier results, None)``, ``("resume", None, last.ckpt)``,
+    ``("extend", earlier results, last.ckpt)`` (a larger retraining cap, see the module docstring)
     or ``("run", None, None)`` (earlier checkpoints removed). ``overrides``: the job's (keys they
-    set are compared even where the earlier config lacks them)."""
+    set are compared even where the earlier config lacks them); ``timing``: the job's resolved
+    timing (only an ``after_fit`` job's retraining cap can be extended)."""
     prev = previous(out)
     if prev is None:
         return "run", None, None
     old = comparable(prev.get("config"))
     new = _without_new_keys(comparable(config), old, _overridden(overrides or []))
     same = old == new
-    if same and prev.get("status") == "ok":
-        return "skip", prev, None
+    status = prev.get("status")
+    longer = timing == "after_fit" and larger_cap(old, new)
+    stop = (prev.get("training") or {}).get("stop_reason")
+    if status == "ok" and (same or (longer and stop not in (None, "max_epochs"))):
+        return "skip", prev, None  # a rule that stopped the fit before the cap stops it there again
     last = out / "checkpoints" / "last.ckpt"
-    if same and prev.get("status") in UNFINISHED and last.is_file() and loadable(last):
-        return "resume", None, str(last)
+    if (same or longer) and status in (*UNFINISHED, "ok") and last.is_file() and loadable(last):
+        if not same:
+            return "extend", prev, str(last)
+        if status in UNFINISHED:
+            return "resume", None, str(last)
     why = "another config" if not same else f"status {prev.get('status')}"
     if (out / "checkpoints").is_dir():
         log.info(

@@ -167,3 +167,87 @@ def test_sigterm_exits_non_zero_as_interrupted_and_the_rerun_resumes(tmp_path):
     with (out / "csv" / "metrics.csv").open() as f:
         epochs = sorted(int(float(r["epoch"])) for r in csv.DictReader(f) if r.get("val/ppl"))
     assert epochs[:150] == list(range(150)) and not (out / "csv" / "metrics.earlier.csv").exists()
+
+
+ONE_SHOT = {**CONFIG, "prune": {"schedule": "one_shot", "rewind": "none", "retrain": {"epochs": 2}}}
+
+
+def _capped(out: Path, status: str, stop: str | None, ckpt: bytes, config=ONE_SHOT) -> None:
+    _write(out, status, config, ckpt)
+    res = json.loads((out / "results.json").read_text())
+    res["training"] = {"epochs": 2, "stop_reason": stop}
+    (out / "results.json").write_text(json.dumps(res))
+
+
+def _cap(n: int, config=ONE_SHOT) -> dict:
+    return {**config, "prune": {**config["prune"], "retrain": {"epochs": n}}}
+
+
+def test_decide_a_larger_retraining_cap(tmp_path):
+    """A fit that stopped at its cap goes on to a larger one; one its rule stopped stands."""
+    good = _ckpt_bytes(tmp_path)
+    _capped(tmp_path / "cap", "ok", "max_epochs", good)
+    action, prev, last = resume.decide(tmp_path / "cap", _cap(4), timing="after_fit")
+    assert (action, last) == ("extend", str(tmp_path / "cap/checkpoints/last.ckpt"))
+    assert prev["training"]["stop_reason"] == "max_epochs"
+    assert resume.decide(tmp_path / "cap", ONE_SHOT, timing="after_fit")[0] == "skip"  # the same cap
+    _capped(tmp_path / "rule", "ok", "converged", good)
+    assert resume.decide(tmp_path / "rule", _cap(4), timing="after_fit")[0] == "skip"
+    _capped(tmp_path / "killed", "running", None, good)
+    assert resume.decide(tmp_path / "killed", _cap(4), timing="after_fit")[0] == "extend"
+    # not a prefix of the new fit: a smaller cap, another key too, another timing or schedule
+    for i, (config, timing) in enumerate(
+        [
+            (_cap(1), "after_fit"),
+            ({**_cap(4), "seed": 2}, "after_fit"),
+            (_cap(4), "at_init"),
+            (_cap(4), None),
+        ]
+    ):
+        _capped(tmp_path / f"no{i}", "ok", "max_epochs", good)
+        assert resume.decide(tmp_path / f"no{i}", config, timing=timing)[0] == "run", i
+    gradual = {**ONE_SHOT, "prune": {**ONE_SHOT["prune"], "schedule": "gradual"}}
+    _capped(tmp_path / "gradual", "ok", "max_epochs", good, gradual)
+    assert resume.decide(tmp_path / "gradual", _cap(4, gradual), timing="after_fit")[0] == "run"
+    _capped(tmp_path / "cut", "ok", "max_epochs", b"half a file")
+    assert resume.decide(tmp_path / "cut", _cap(4), timing="after_fit")[0] == "run"
+
+
+def test_extended_retraining_equals_the_longer_run(tmp_path):
+    """Raising ``prune.retrain.epochs`` of a finished, capped job continues its fit: the same
+    epochs, weights and figures as a job run with the larger cap from the start (the tiny model
+    has no dropout and batches are shuffled from (seed, epoch), so the fit is deterministic)."""
+    from nmt_prune.experiment import run
+
+    from tests.conftest import make_cfg
+
+    fit = [
+        "trainer.limit_train_batches=4",
+        "eval.beam_size=2",
+        "trainer.max_epochs=2",
+        "lr_schedule=converge",
+        "lr_schedule.patience=3",
+        "prune.pct=60",
+        "prune.retrain.until=converged",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    first = run(make_cfg(tmp_path / "a", *fit, "prune.retrain.epochs=2"))
+    assert first["training"]["stop_reason"] == "max_epochs" and len(first["history"]) == 2
+    longer = run(make_cfg(tmp_path / "a", *fit, "prune.retrain.epochs=4"))
+    fresh = run(make_cfg(tmp_path / "b", *fit, "prune.retrain.epochs=4"))
+    assert longer["extended"] == {
+        "key": "prune.retrain.epochs",
+        "from": 2,
+        "to": 4,
+        "status_before": "ok",
+    }
+    assert "extended" not in fresh and longer["training"]["max_epochs"] == 4
+    assert [h["epoch"] for h in longer["history"]] == [0, 1, 2, 3]
+    assert longer["history"][:2] == first["history"]  # carried over (timings too), not trained again
+    for key in ("val_ppl", "test_ppl", "test_bleu", "sparsity"):
+        assert longer[key] == pytest.approx(fresh[key], rel=1e-6), key
+    for a, b in zip(longer["history"], fresh["history"]):
+        assert a["val_ppl"] == pytest.approx(b["val_ppl"], rel=1e-6)
+    assert longer["layer_error"] == first["layer_error"] and longer["layer_error"] is not None
+    assert longer["pruned"] == pytest.approx(first["pruned"])
+    assert longer["prune"]["n_pruned"] == fresh["prune"]["n_pruned"]
