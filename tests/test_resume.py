@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from nmt_prune import resume, study
-from tests.conftest import BASE, ROOT
+from nmt_prune.experiment import run
+from tests.conftest import BASE, ROOT, make_cfg
 
 CONFIG = {"seed": 1, "threads": 1, "paths": {"output_dir": "x"}, "trainer": {"max_epochs": 2}}
 
@@ -217,10 +218,6 @@ def test_extended_retraining_equals_the_longer_run(tmp_path):
     """Raising ``prune.retrain.epochs`` of a finished, capped job continues its fit: the same
     epochs, weights and figures as a job run with the larger cap from the start (the tiny model
     has no dropout and batches are shuffled from (seed, epoch), so the fit is deterministic)."""
-    from nmt_prune.experiment import run
-
-    from tests.conftest import make_cfg
-
     fit = [
         "trainer.limit_train_batches=4",
         "eval.beam_size=2",
