@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nmt_prune.plan import check
+from nmt_prune.plan import check  # (and the prune node's schema, nmt_prune/schema.py)
 from nmt_prune.validate import ConfigError
 
 

@@ -15,13 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nmt_prune.names import TIMINGS
 from nmt_prune.validate import check_int, check_positive
 
 if TYPE_CHECKING:  # the records are read by the config checks before torch is imported
     from torch import Tensor, nn
-
-#: when a criterion can prune (plan.PRUNE_TIMINGS less "auto")
-TIMINGS = ("after_fit", "at_init", "during")
 
 
 @dataclass(frozen=True)
@@ -123,12 +121,7 @@ def _taylor(ctx: Context) -> Scores:
     return _saliency().taylor(ctx.model, ctx.names, batches), used
 
 
-def _check_obd(s: dict[str, Any]) -> None:
-    from nmt_prune.names import OBD_ESTIMATORS
-
-    if s["estimator"] not in OBD_ESTIMATORS:
-        choices = ", ".join(OBD_ESTIMATORS)
-        raise ValueError(f"prune.obd.estimator={s['estimator']!r}; valid choices: {choices}")
+def _check_obd(s: dict[str, Any]) -> None:  # (the estimator is a closed choice: nmt_prune/schema.py)
     for key in ("sentences", "samples"):
         check_int(f"prune.obd.{key}", s[key])
 

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from nmt_prune import export, resume
 from nmt_prune.console import quiet_console, result_line
 from nmt_prune.loggers import LOGGERS, make_logger, summary_values
-from nmt_prune.plan import check, validate_prune
+from nmt_prune.plan import plan_job, validate_prune
 from nmt_prune.pruning import prune_after_fit, prune_from_scratch
 from nmt_prune.runtime import keep_freed_memory
 from nmt_prune.training import build, build_data, effective_threads, train_dense
@@ -56,9 +56,9 @@ def _write_results(out: Path, results: dict[str, Any]) -> None:
 
 def _config_record(cfg: DictConfig) -> dict[str, Any]:
     try:
-        return OmegaConf.to_container(cfg, resolve=True)
+        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     except Exception:  # an interpolation that needs Hydra's runtime: keep it unresolved
-        return OmegaConf.to_container(cfg, resolve=False)
+        return OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
 
 
 def run(
@@ -87,7 +87,8 @@ def run(
     try:
         if cfg.logger.name not in LOGGERS:
             raise ValueError(f"logger.name={cfg.logger.name!r}; valid choices: {LOGGERS}")
-        timing = check(cfg)
+        plan = plan_job(cfg)
+        timing = plan.timing
         if cfg.get("resume", True) and not cfg.ckpt_path:
             action, prev, last = resume.decide(out, results["config"], results["overrides"], timing)
             if action == "skip":
@@ -123,10 +124,10 @@ def run(
         dm = build_data(cfg)
         logger = make_logger(cfg, out, job)
         if timing == "after_fit":
-            results.update(prune_after_fit(cfg, dm, out, logger))
+            results.update(prune_after_fit(cfg, plan, dm, out, logger))
             results.update({k: v for k, v in carried.items() if results.get(k) is None})
         elif timing in ("at_init", "during"):
-            results.update(prune_from_scratch(cfg, dm, out, logger, timing))
+            results.update(prune_from_scratch(cfg, plan, dm, out, logger))
         else:
             results.update(train_dense(cfg, dm, out, logger, resume=cfg.ckpt_path))
         if results.get("checkpoint"):  # what its file would weigh exported (nmt_prune/export.py)

@@ -48,7 +48,7 @@ def make_logger(cfg: DictConfig, out: Path, job: dict[str, Any] | None = None) -
         name=job.get("name") or None,
         save_dir=str(out),
         mode=mode,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         tags=list(cfg.logger.tags or []),
     )
 

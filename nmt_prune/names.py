@@ -15,6 +15,14 @@ CONVERGENCE_RULES = ("converge", "early_stop")
 LR_SCHEDULES = ("none", "halving", "plateau", *CONVERGENCE_RULES)
 #: ``loss.weight_penalty.type``
 WEIGHT_PENALTIES = ("none", "l1", "l2")
+#: when a criterion can prune (``Criterion.timings``; nmt_prune/criteria.py)
+TIMINGS = ("after_fit", "at_init", "during")
+#: ``prune.timing``: auto is each criterion's default timing
+PRUNE_TIMINGS = ("auto", *TIMINGS)
+#: ``prune.rewind``: retrain the survivors, restart from theta_0 (lottery ticket), or a fresh init
+REWINDS = ("none", "init", "reinit")
+#: ``prune.retrain.until``: a fixed number of epochs, or until the convergence rule stops it
+RETRAIN_UNTIL = ("epochs", "converged")
 #: OBD's Hessian-diagonal estimators (``prune.obd.estimator``; nmt_prune/saliency.py)
 OBD_ESTIMATORS = ("fisher", "ggn_mc", "exact")
 

@@ -4,30 +4,27 @@
 that names the key, the bad value and the valid choices, or the incompatible pair.
 ``check(cfg)``: every check of a job's config (``validate.check_basics``, unknown ``prune`` keys,
 ``validate_prune``), as ``ConfigError``; it imports neither torch nor Lightning, so ``run.py``
-runs it first and a wrong value fails in about a second.
+runs it first and a wrong value fails in about a second. ``plan_job(cfg)``: the checked config as
+a frozen ``Plan`` (plain values, the amount as a fraction computed once), what the pipelines
+build their pruners from. Types and closed choices are checked earlier, while Hydra composes
+(nmt_prune/schema.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nmt_prune import criteria
+from nmt_prune import criteria, schema
 from nmt_prune.names import (
     CONVERGENCE_RULES,
     EMBEDDING_CLASSES,
-    SCHEDULES,
-    SCHEMES,
     class_names,
 )
 from nmt_prune.validate import ConfigError, check_basics, check_int, check_positive
-
-PRUNE_TIMINGS = ("auto", *criteria.TIMINGS)
-REWINDS = ("none", "init", "reinit")
-#: prune.retrain.until: a fixed number of epochs, or until the convergence rule stops it
-RETRAIN_UNTIL = ("epochs", "converged")
 
 
 def _theta0_of(ckpt: str) -> Path | None:
@@ -75,9 +72,7 @@ def validate_prune(cfg: DictConfig) -> str | None:
     pct = p.pct
     if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 <= pct < 100:
         raise ValueError(f"prune.pct={pct!r}; must be a number in [0, 100) (percent of prunable weights)")
-    _choice("prune.timing", p.timing, PRUNE_TIMINGS)
     crit = criteria.get(p.method)
-    _choice("prune.schedule", p.schedule, SCHEDULES)
     timing = crit.default_timing if p.timing == "auto" else p.timing  # prune.timing=auto
     if timing not in crit.timings:
         raise ValueError(
@@ -89,8 +84,6 @@ def validate_prune(cfg: DictConfig) -> str | None:
         if c.check is not None:
             c.check({**c.defaults, **OmegaConf.to_container(p[c.settings])})
     _check_rpp(p, timing)
-    _choice("prune.scheme", p.scheme, SCHEMES)
-    _choice("prune.rewind", p.rewind, REWINDS)
     classes = class_names(cfg.model.layers)
     if p.only is not None:
         _choice("prune.only", p.only, tuple(classes))
@@ -113,7 +106,6 @@ def validate_prune(cfg: DictConfig) -> str | None:
         raise ValueError(f"prune.retrain.lr_factor={r.lr_factor!r}; must be > 0")
     if isinstance(r.halve_every, bool) or not isinstance(r.halve_every, int) or r.halve_every < 1:
         raise ValueError(f"prune.retrain.halve_every={r.halve_every!r}; must be an integer >= 1")
-    _choice("prune.retrain.until", r.until, RETRAIN_UNTIL)
     if r.until == "converged" and cfg.lr_schedule.name not in CONVERGENCE_RULES:
         raise ValueError(
             f"prune.retrain.until=converged with lr_schedule={cfg.lr_schedule.name}: retraining "
@@ -217,10 +209,6 @@ def _validate_schedule(p: DictConfig, timing: str) -> None:
             )
 
 
-#: the prune node's keys and their defaults: every key a job may set (``+prune.X`` adds none)
-PRUNE_DEFAULTS = Path(__file__).resolve().parent.parent / "conf" / "prune" / "default.yaml"
-
-
 def _unknown_keys(node: Any, known: Any, prefix: str) -> list[tuple[str, list[str]]]:
     """(key, the valid keys beside it) for every key of ``node`` that ``known`` lacks."""
     if not isinstance(node, dict) or not isinstance(known, dict):
@@ -235,16 +223,70 @@ def _unknown_keys(node: Any, known: Any, prefix: str) -> list[tuple[str, list[st
 def check(cfg: DictConfig) -> str | None:
     """Every check of the config before any work; the job's timing (None: a dense job)."""
     check_basics(cfg)
-    if PRUNE_DEFAULTS.is_file():  # (a checkout without conf/ has nothing to compare with)
-        known = OmegaConf.to_container(OmegaConf.load(PRUNE_DEFAULTS))
-        bad = _unknown_keys(OmegaConf.to_container(cfg.prune), known, "prune.")
-        if bad:
-            key, valid = bad[0]
-            parent = key.rsplit(".", 1)[0]
-            raise ConfigError(
-                f"{key}: no such key; valid keys of {parent}: {', '.join(valid)} (conf/prune/default.yaml)"
-            )
+    known = OmegaConf.to_container(OmegaConf.structured(schema.Prune))  # every key a job may set
+    bad = _unknown_keys(OmegaConf.to_container(cfg.prune), known, "prune.")
+    if bad:  # Hydra lets ``+prune.X`` add a key the schema lacks
+        key, valid = bad[0]
+        parent = key.rsplit(".", 1)[0]
+        raise ConfigError(
+            f"{key}: no such key; valid keys of {parent}: {', '.join(valid)} (conf/prune/default.yaml)"
+        )
     try:
         return validate_prune(cfg)
     except (ValueError, FileNotFoundError) as e:  # all of them a mistake in the config
         raise ConfigError(str(e)) from None
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """``prune.retrain``: See et al.'s retraining of the survivors (rewind=none)."""
+
+    until: str  # epochs | converged
+    epochs: int  # the count (until=epochs) or the cap (until=converged)
+    lr_factor: float
+    halve_every: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a job does with its model, checked (``plan_job``): plain ``str``/numbers, no config
+    nodes. ``timing`` None: a dense job (pct=0; the dense control is ``after_fit``)."""
+
+    timing: str | None
+    method: str
+    scheme: str
+    amount: float  # prune.pct / 100: the fraction of the prunable weights
+    schedule: str
+    rewind: str
+    include_biases: bool
+    include_embeddings: bool
+    exclude: tuple[str, ...]  # the classes kept dense (prune.exclude, or all but prune.only)
+    seed: int  # of the random criterion: prune.seed, else the run's
+    settings: dict[str, Any] = field(default_factory=dict)  # the criterion's settings node
+    retrain: Retraining | None = None
+
+    @property
+    def criterion(self) -> criteria.Criterion:
+        return criteria.get(self.method)
+
+
+def plan_job(cfg: DictConfig) -> Plan:
+    """``check(cfg)``, then the job's ``Plan``."""
+    timing = check(cfg)
+    p = cfg.prune
+    crit = criteria.get(str(p.method))
+    r = p.retrain
+    return Plan(
+        timing=timing,
+        method=str(p.method),
+        scheme=str(p.scheme),
+        amount=p.pct / 100,
+        schedule=str(p.schedule),
+        rewind=str(p.rewind),
+        include_biases=bool(p.include_biases),
+        include_embeddings=bool(p.include_embeddings),
+        exclude=tuple(str(c) for c in _excluded(p, cfg.model.layers)),
+        seed=int(cfg.seed if p.seed is None else p.seed),
+        settings=OmegaConf.to_container(p[crit.settings], enum_to_str=True) if crit.settings else {},
+        retrain=Retraining(str(r.until), int(r.epochs), float(r.lr_factor), int(r.halve_every)),
+    )

@@ -10,10 +10,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.scheduled import ScheduledPruning
-from nmt_prune import criteria, schedules
+from nmt_prune import schedules
 from nmt_prune.data.datamodule import NMTDataModule
 from nmt_prune.module import NMTModule
-from nmt_prune.plan import _excluded
+from nmt_prune.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def build_schedule(cfg: DictConfig, dm: NMTDataModule, timing: str) -> schedules
     """The job's schedule over the fit it prunes in: the retraining (after_fit: its epochs are
     ``schedules.fit_epochs``) or the whole training (during). Raises before any training if the
     schedule does not fit."""
-    p = OmegaConf.to_container(cfg.prune, resolve=True)
+    p = OmegaConf.to_container(cfg.prune, resolve=True, enum_to_str=True)
     epochs = cfg.trainer.max_epochs if timing == "during" else schedules.fit_epochs(p["schedule"], p)
     if epochs < 1:
         key = "trainer.max_epochs" if timing == "during" else "prune.retrain.epochs"
@@ -59,32 +59,27 @@ def check_exact_size(cfg: DictConfig, module: NMTModule) -> None:
             )
 
 
-def make_pruner(cls: type, cfg: DictConfig, *extra: Any, **kwargs: Any):
-    p = cfg.prune
+def make_pruner(cls: type, plan: Plan, *extra: Any, **kwargs: Any):
+    """A pruning callback of the job's plan (``cls``: one per timing)."""
     return cls(
         *extra,
-        p.method,
-        p.scheme,
-        p.pct / 100,
+        plan.method,
+        plan.scheme,
+        plan.amount,
         **kwargs,
-        include_biases=p.include_biases,
-        include_embeddings=p.include_embeddings,
-        exclude=tuple(_excluded(p, cfg.model.layers)),
-        seed=cfg.seed if p.seed is None else p.seed,
-        settings=criterion_settings(p),
+        include_biases=plan.include_biases,
+        include_embeddings=plan.include_embeddings,
+        exclude=plan.exclude,
+        seed=plan.seed,
+        settings=dict(plan.settings),
     )
 
 
-def criterion_settings(p: DictConfig) -> dict[str, Any]:
-    node = criteria.get(p.method).settings
-    return OmegaConf.to_container(p[node]) if node else {}
-
-
-def scheduled_pruner(cfg: DictConfig, schedule: schedules.Schedule) -> ScheduledPruning:
+def scheduled_pruner(cfg: DictConfig, plan: Plan, schedule: schedules.Schedule) -> ScheduledPruning:
     p = cfg.prune
     return make_pruner(
         ScheduledPruning,
-        cfg,
+        plan,
         schedule,
         regrow=p.regrow,
         dropout_adjust=p.dropout_adjust,
@@ -92,11 +87,11 @@ def scheduled_pruner(cfg: DictConfig, schedule: schedules.Schedule) -> Scheduled
     )
 
 
-def prune_info_record(cfg: DictConfig, timing: str, pruner, masks) -> dict[str, Any]:
-    info = OmegaConf.to_container(cfg.prune, resolve=True)
+def prune_info_record(cfg: DictConfig, plan: Plan, pruner, masks) -> dict[str, Any]:
+    info = OmegaConf.to_container(cfg.prune, resolve=True, enum_to_str=True)
     info.update(
-        timing=timing,
-        amount=cfg.prune.pct / 100,
+        timing=plan.timing,
+        amount=plan.amount,
         n_pruned=masks.n_pruned(),
         n_prunable=masks.n_masked(),
         data_used=pruner.data_used,

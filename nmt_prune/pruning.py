@@ -25,7 +25,7 @@ from nmt_prune.data.text import EOS_ID
 from nmt_prune.dead import dead_capacity, target_counts
 from nmt_prune.module import NMTModule
 from nmt_prune.names import VAL_PPL, VAL_PPL_AT_TARGET
-from nmt_prune.plan import _theta0_of
+from nmt_prune.plan import Plan, _theta0_of
 from nmt_prune.pruners import (
     build_schedule,
     check_exact_size,
@@ -100,7 +100,7 @@ _DENSE_KEYS = (
 
 
 def prune_from_scratch(
-    cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool, timing: str
+    cfg: DictConfig, plan: Plan, dm: NMTDataModule, out: Path, logger: Logger | bool
 ) -> dict[str, Any]:
     """Train from the initialisation with pruning: once before the first step (``at_init``:
     SNIP, random, magnitude), or by a schedule while training (``during``: gradual, linear).
@@ -108,11 +108,12 @@ def prune_from_scratch(
     At init, the masks are computed by ``PruneAtInit.on_fit_start`` from theta_0, before any
     optimizer step; training runs from theta_0 (masked) with the full training recipe.
     """
+    timing = plan.timing
     if timing == "during":
-        pruner = scheduled_pruner(cfg, build_schedule(cfg, dm, timing))
+        pruner = scheduled_pruner(cfg, plan, build_schedule(cfg, dm, timing))
         monitor = VAL_PPL_AT_TARGET
     else:
-        pruner, monitor = make_pruner(PruneAtInit, cfg), VAL_PPL
+        pruner, monitor = make_pruner(PruneAtInit, plan), VAL_PPL
         if cfg.ckpt_path:
             pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
             if pruner.masks is None:
@@ -125,7 +126,7 @@ def prune_from_scratch(
     else:
         res["timings"]["saliency_s"] = pruner.saliency_s
     res.update(
-        prune=prune_info_record(cfg, timing, pruner, pruner.masks),
+        prune=prune_info_record(cfg, plan, pruner, pruner.masks),
         **rep,
         pruned=None,
         dense=None,
@@ -134,7 +135,9 @@ def prune_from_scratch(
     return res
 
 
-def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logger | bool) -> dict[str, Any]:
+def prune_after_fit(
+    cfg: DictConfig, plan: Plan, dm: NMTDataModule, out: Path, logger: Logger | bool
+) -> dict[str, Any]:
     """Dense baseline (cached or given) -> prune -> evaluate -> retrain with masks fixed -> test."""
     p = cfg.prune
     sched = build_schedule(cfg, dm, "after_fit") if p.schedule != "one_shot" else None
@@ -162,8 +165,8 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
         dense_ev = evaluate(make_trainer(cfg, out, False, max_epochs=0), module, dm, None)
         dense.update({k: v for k, v in dense_ev.items() if k in FIGURES}, eval=job_eval, measured_here=True)
     if sched is not None:
-        return _scheduled_after_fit(cfg, dm, out, logger, module, dense, sched)
-    pruner = make_pruner(PruneAfterFit, cfg)
+        return _scheduled_after_fit(cfg, plan, dm, out, logger, module, dense, sched)
+    pruner = make_pruner(PruneAfterFit, plan)
     if cfg.ckpt_path:  # resuming the retraining: the masks it started with, not recomputed ones
         check_checkpoint(cfg.ckpt_path, module, "ckpt_path")
         pruner.masks = masks_from_checkpoint(cfg.ckpt_path)
@@ -219,7 +222,7 @@ def prune_after_fit(cfg: DictConfig, dm: NMTDataModule, out: Path, logger: Logge
         fit = {"after": dict(pruned), "retrain_s": 0.0, "history": [], "training": None, "checkpoint": best}
         fit["after"]["eval_s"], final = 0.0, module
     pruned.pop("test_decode_s", None)
-    prune_info = prune_info_record(cfg, "after_fit", pruner, masks)
+    prune_info = prune_info_record(cfg, plan, pruner, masks)
     prune_info["max_pruned_abs_by_class"] = largest_removed
     timings = {"prune_s": prune_s, "saliency_s": pruner.saliency_s, "eval_s": eval_s}
     pruned = {k: pruned[k] for k in FIGURES}
@@ -277,6 +280,7 @@ def _result(cfg, dm, out, final, masks, dense, fit, timings, **extra) -> dict[st
 
 def _scheduled_after_fit(
     cfg: DictConfig,
+    plan: Plan,
     dm: NMTDataModule,
     out: Path,
     logger: Logger | bool,
@@ -291,7 +295,7 @@ def _scheduled_after_fit(
     retraining epochs train with the same LR curve). The test uses the best epoch at the final
     sparsity (``val/ppl_at_target``).
     """
-    pruner = scheduled_pruner(cfg, schedule)
+    pruner = scheduled_pruner(cfg, plan, schedule)
     log.info("schedule %s", schedule.describe())
     figures = {f"dense/{k}": dense[k] for k in FIGURES if dense.get(k) is not None}
     rcfg = _retrain_config(cfg)
@@ -300,5 +304,5 @@ def _scheduled_after_fit(
     fit = _retrain(cfg, rcfg, dm, out, logger, rmodule, pruner, VAL_PPL_AT_TARGET, figures)
     fit["retrain_s"] -= pruner.prune_s
     timings = {"prune_s": pruner.prune_s, "saliency_s": sum(e["saliency_s"] for e in pruner.events)}
-    prune_info = prune_info_record(cfg, "after_fit", pruner, pruner.masks)
+    prune_info = prune_info_record(cfg, plan, pruner, pruner.masks)
     return _result(cfg, dm, out, rmodule, pruner.masks, dense, fit, timings, prune=prune_info, pruned=None)

@@ -10,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import nmt_prune.schema  # noqa: F401  (registers the prune node's schema for compose)
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
 
 ROOT = Path(__file__).resolve().parents[1]

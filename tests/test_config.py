@@ -46,3 +46,37 @@ def test_the_config_checks_import_neither_torch_nor_lightning():
     )
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "[]"
+
+
+def test_the_schema_and_the_defaults_agree(tmp_path):
+    """nmt_prune/schema.py types every prune key, conf/prune/default.yaml gives every value: the
+    composed defaults leave none MISSING, and the criterion registry's defaults (a Pruner built
+    without a config) are the file's."""
+    from omegaconf import OmegaConf
+
+    from nmt_prune import criteria
+
+    cfg = make_cfg(tmp_path)
+    assert OmegaConf.missing_keys(cfg.prune) == set()
+    for c in criteria.REGISTRY.values():
+        if c.settings:
+            assert OmegaConf.to_container(cfg.prune[c.settings], enum_to_str=True) == c.defaults, c.name
+
+
+def test_plan_job_holds_plain_checked_values(tmp_path):
+    import dataclasses
+
+    from nmt_prune.plan import plan_job
+
+    cfg = make_cfg(
+        tmp_path, "prune.pct=80", "prune.scheme=uniform", "prune.method=obd", "prune.only=softmax", "seed=7"
+    )
+    plan = plan_job(cfg)
+    assert (plan.timing, plan.method, plan.scheme, plan.amount) == ("after_fit", "obd", "uniform", 0.8)
+    assert all(type(v) is str for v in (plan.timing, plan.method, plan.scheme, plan.schedule, plan.rewind))
+    assert type(plan.settings["estimator"]) is str and plan.settings["sentences"] == 1000
+    assert "softmax" not in plan.exclude and "attention" in plan.exclude  # prune.only: all but one
+    assert plan.seed == 7 and plan.criterion.name == "obd" and plan.retrain.until == "epochs"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.amount = 0.5
+    assert plan_job(make_cfg(tmp_path)).timing is None  # pct=0: a dense job

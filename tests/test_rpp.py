@@ -86,7 +86,7 @@ def test_an_rpp_phase_runs_in_the_pipeline_before_an_exact_prune(tmp_path):
     ("overrides", "message"),
     [
         (["prune.rpp.epochs=-1"], r"prune.rpp.epochs=-1; must be an integer >= 0"),
-        (["prune.rpp.lam=0"], r"prune.rpp.lam=0; must be a number > 0"),
+        (["prune.rpp.lam=0"], r"prune.rpp.lam=0.0; must be a number > 0"),
         (["prune.rpp.refresh=0"], r"prune.rpp.refresh=0; must be an integer >= 1"),
         (
             ["prune.rpp.epochs=2", "prune.schedule=gradual"],
