@@ -11,6 +11,7 @@ its test against an independent reference.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -111,9 +112,25 @@ def _batches(ctx: Context, name: str, fraction: int | float) -> tuple[list[dict]
     return batches, used
 
 
+def snip_data(s: dict[str, Any]) -> int | float:
+    """What SNIP scores on: ``fraction`` of the training set if set, else ``batches`` batches.
+    The old spelling, an integer in ``fraction`` (batches), is read as batches with a warning."""
+    f = s.get("fraction")
+    if isinstance(f, int) and not isinstance(f, bool):
+        warnings.warn(
+            f"prune.snip.fraction={f} (an integer: {f} training batches) is deprecated; "
+            f"write prune.snip.batches={f} (prune.snip.fraction now takes a fraction in (0, 1] only)",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return f
+    return s.get("batches", 1) if f is None else f
+
+
 def _snip(ctx: Context) -> Scores:
-    batches, used = _batches(ctx, "snip", ctx.settings["fraction"])
-    return _saliency().snip(ctx.model, ctx.names, batches), {**used, "fraction": ctx.settings["fraction"]}
+    data = snip_data(ctx.settings)
+    batches, used = _batches(ctx, "snip", data)
+    return _saliency().snip(ctx.model, ctx.names, batches), {**used, "data": data}
 
 
 def _taylor(ctx: Context) -> Scores:
@@ -127,13 +144,14 @@ def _check_obd(s: dict[str, Any]) -> None:  # (the estimator is a closed choice:
 
 
 def _check_snip(s: dict[str, Any]) -> None:
+    check_int("prune.snip.batches", s["batches"], what=" (training batches)")
     f = s["fraction"]
-    if isinstance(f, float) and 0 < f <= 1:
+    if f is None or (isinstance(f, int) and not isinstance(f, bool) and f >= 1):  # (old spelling)
         return
-    if isinstance(f, bool) or not isinstance(f, int) or f < 1:
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
         raise ValueError(
-            f"prune.snip.fraction={f!r}; an integer >= 1 (batches) or a float in (0, 1] "
-            "(fraction of the training set)"
+            f"prune.snip.fraction={f!r}; a fraction of the training set in (0, 1], or null "
+            "(then prune.snip.batches batches)"
         )
 
 
@@ -184,7 +202,7 @@ REGISTRY: dict[str, Criterion] = {
             scale="scores",
             why="SNIP is a criterion at initialisation that prunes once (Lee et al. 2019)",
             settings="snip",
-            defaults={"fraction": 1},
+            defaults={"batches": 1, "fraction": None},
             check=_check_snip,
         ),
         Criterion(

@@ -26,7 +26,7 @@ COLUMNS = [
     "only",
     "init",
     "seed",
-    "snip_fraction",
+    "snip_data",
     *PATH_COLUMNS,
 ]
 
@@ -61,6 +61,15 @@ def _overrides_dict(overrides: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def _snip_data(s: dict[str, Any]) -> str:
+    """What a SNIP job scored on: ``0.25`` (a fraction of the training set) or ``8 batches`` (an
+    integer ``fraction`` in results from before the key was split meant batches too)."""
+    f = s.get("fraction")
+    if isinstance(f, float):
+        return f"{f:g}"
+    return f"{f if f is not None else s.get('batches', 1)} batches"
+
+
 def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
     cfg = res.get("config") or {}
     ov = _overrides_dict(res.get("overrides", []))
@@ -81,7 +90,7 @@ def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
         "only": p.get("only") or "",
         "init": get(cfg, "init", "scheme", default=ov.get("init", "")),
         "seed": cfg.get("seed", ov.get("seed", "")),
-        "snip_fraction": get(p, "snip", "fraction", default="") if p.get("method") == "snip" else "",
+        "snip_data": _snip_data(p.get("snip") or {}) if p.get("method") == "snip" else "",
         **path_values(res),
     }
     if not dense_job and row["pct"] == 0 and res.get("prune") is not None:

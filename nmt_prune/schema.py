@@ -72,7 +72,8 @@ class Obd:
 
 @dataclass
 class Snip:
-    fraction: Any = MISSING
+    batches: int = MISSING
+    fraction: Any = MISSING  # a float, or null; an int is the old spelling of batches (plan.check)
 
 
 @dataclass

@@ -174,7 +174,7 @@ def test_snip_masks_come_from_theta0_before_any_step_and_training_starts_there(t
     )
     init_weights(module.model, "uniform", 0.1)
     theta0 = {n: p.detach().clone() for n, p in module.model.named_parameters()}
-    expected = Pruner("snip", "blind", 0.8, settings={"fraction": 2}).compute_masks(module.model, toy_dm)
+    expected = Pruner("snip", "blind", 0.8, settings={"batches": 2}).compute_masks(module.model, toy_dm)
 
     class Probe(pl.Callback):
         first = None
@@ -183,7 +183,7 @@ def test_snip_masks_come_from_theta0_before_any_step_and_training_starts_there(t
             if self.first is None:
                 self.first = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
 
-    pruner, probe = PruneAtInit("snip", "blind", 0.8, settings={"fraction": 2}), Probe()
+    pruner, probe = PruneAtInit("snip", "blind", 0.8, settings={"batches": 2}), Probe()
     trainer = quiet_trainer(max_steps=3, callbacks=[pruner, probe])
     trainer.fit(module, datamodule=toy_dm)
     assert all(torch.equal(pruner.masks.masks[n], expected.masks[n]) for n in expected.masks)  # from theta0
@@ -191,3 +191,26 @@ def test_snip_masks_come_from_theta0_before_any_step_and_training_starts_there(t
         keep = pruner.masks.masks.get(n)
         assert torch.equal(w, theta0[n] * keep if keep is not None else theta0[n]), n
     assert pruner.data_used["batches"] == 2
+
+
+def test_snip_scores_on_batches_or_a_fraction_and_reads_the_old_spelling(toy_dm):
+    """prune.snip.batches (the first training batches) or prune.snip.fraction (a share of the
+    training set, which replaces batches); an integer in fraction, the spelling from before the
+    split, still means batches, with a FutureWarning."""
+    import warnings
+
+    torch.manual_seed(0)
+    model = Seq2Seq(len(toy_dm.src_vocab), len(toy_dm.tgt_vocab), emb_size=8, hidden_size=12, layers=1)
+    batches = Pruner("snip", "blind", 0.8, settings={"batches": 2, "fraction": None})
+    new = batches.compute_masks(model, toy_dm)
+    assert batches.data_used["batches"] == 2 and batches.data_used["data"] == 2
+    with pytest.warns(FutureWarning, match=r"prune.snip.fraction=2 .*write prune.snip.batches=2"):
+        old = Pruner("snip", "blind", 0.8, settings={"fraction": 2})
+        old_masks = old.compute_masks(model, toy_dm)
+    assert all(torch.equal(old_masks.masks[n], new.masks[n]) for n in new.masks)
+    share = Pruner("snip", "blind", 0.8, settings={"batches": 2, "fraction": 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new spellings warn of nothing
+        share.compute_masks(model, toy_dm)
+    assert share.data_used["batches"] == len(toy_dm.train_dataloader())
+    assert share.data_used["sentences"] == len(toy_dm.splits["train"].src)

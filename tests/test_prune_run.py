@@ -325,6 +325,7 @@ def test_a_closed_choice_fails_at_composition(tmp_path, override, choices):
         (["prune.method=obs", "prune.obs.sentences=0"], r"prune.obs.sentences=0; must be an integer >= 1"),
         (["prune.method=obs", "prune.schedule=gradual"], r"obs"),
         (["prune.method=snip", "prune.snip.fraction=0"], r"prune.snip.fraction=0"),
+        (["prune.method=snip", "prune.snip.batches=0"], r"prune.snip.batches=0; must be an integer >= 1"),
         (["prune.method=snip", "prune.snip.fraction=1.5"], r"prune.snip.fraction=1.5"),
         (["prune.method=snip", "prune.rewind=init"], r"prune.rewind='init' with prune.timing=at_init"),
     ],

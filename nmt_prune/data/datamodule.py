@@ -216,23 +216,23 @@ class NMTDataModule(pl.LightningDataModule):
         idx = random.Random(seed).sample(range(len(train.src)), min(n, len(train.src)))
         return [collate([(i, train.src[i], train.tgt[i])]) for i in idx]
 
-    def first_train_batches(self, fraction: int | float) -> list[dict[str, Tensor]]:
+    def first_train_batches(self, amount: int | float) -> list[dict[str, Tensor]]:
         """The first training batches of epoch 0 (the order training sees them in).
 
-        ``fraction``: an int >= 1 is a number of batches; a float in (0, 1] a fraction of the
+        ``amount``: an int >= 1 is a number of batches; a float in (0, 1] a fraction of the
         training set (rounded up to whole batches).
         """
         loader = self.train_dataloader()
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
-            raise ValueError(f"prune.snip.fraction={fraction!r}; an int (batches) or a float in (0, 1]")
-        if isinstance(fraction, float):
-            if not 0 < fraction <= 1:
-                raise ValueError(f"prune.snip.fraction={fraction}; a float must be in (0, 1]")
-            n = math.ceil(fraction * len(loader))
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            raise ValueError(f"training data amount {amount!r}: an int (batches) or a float in (0, 1]")
+        if isinstance(amount, float):
+            if not 0 < amount <= 1:
+                raise ValueError(f"training data fraction {amount}: must be in (0, 1]")
+            n = math.ceil(amount * len(loader))
         else:
-            if fraction < 1:
-                raise ValueError(f"prune.snip.fraction={fraction}; an int must be >= 1 (batches)")
-            n = min(fraction, len(loader))
+            if amount < 1:
+                raise ValueError(f"training batches {amount}: must be >= 1")
+            n = min(amount, len(loader))
         out = []
         for b in loader:
             if len(out) == n:
