@@ -41,6 +41,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
+from nmt_prune import lending
 from nmt_prune.resume import loadable
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ NOT_LEARNING = (
     "nmt_prune/checkpoints.py",  # checkpoint I/O
     "nmt_prune/metrics.py",  # sacreBLEU calls (its version is in the signature)
     "nmt_prune/names.py",  # the names of the closed choices and metrics
+    "nmt_prune/lending.py",  # how many threads the training runs with (waiting jobs lend theirs)
     "nmt_prune/stats.py",  # sparsity statistics
     "nmt_prune/allocation.py",  # (imported by stats; pruning only)
 )
@@ -142,26 +144,29 @@ def _waiting_lock(path: Path, key: str, timeout_h: float = LOCK_TIMEOUT_H, repor
         lock.acquire(timeout=min(5.0, report_s))
     except Timeout:
         log.info("dense baseline %s: another job is training it; waiting for it (lock %s)", key, path)
-        waited, deadline = 0.0, timeout_h * 3600
-        while True:
-            try:
-                lock.acquire(timeout=min(report_s, max(deadline - waited, 0.001)))
-                break
-            except Timeout:
-                waited += report_s
-                if waited >= deadline:
-                    raise TimeoutError(
-                        f"waited {timeout_h:g} h for the dense baseline {key} that another "
-                        f"job trains (lock {path}); if no job is training it, delete the "
-                        f"lock file and run again"
-                    ) from None
-                log.info(
-                    "dense baseline %s: still waiting for the job that trains it (%.0f min)", key, waited / 60
-                )
+        with lending.waiting(path.with_suffix(".waiting")):  # our threads help the job that trains it
+            _wait(lock, path, key, timeout_h, report_s)
     try:
         yield
     finally:
         lock.release()
+
+
+def _wait(lock: FileLock, path: Path, key: str, timeout_h: float, report_s: float) -> None:
+    waited, deadline = 0.0, timeout_h * 3600
+    while True:
+        try:
+            lock.acquire(timeout=min(report_s, max(deadline - waited, 0.001)))
+            return
+        except Timeout:
+            waited += report_s
+            if waited >= deadline:
+                raise TimeoutError(
+                    f"waited {timeout_h:g} h for the dense baseline {key} that another "
+                    f"job trains (lock {path}); if no job is training it, delete the "
+                    f"lock file and run again"
+                ) from None
+            log.info("dense baseline %s: still waiting for its training (%.0f min)", key, waited / 60)
 
 
 def _comparable(parts: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +277,8 @@ def obtain(
                 tmp.mkdir()
                 log.info("dense baseline %s not cached: training it in %s", key, tmp)
             try:
-                res = train(tmp, resume_from)
+                with lending.borrowing(root / f"{key}.waiting"):  # waiting jobs lend their threads
+                    res = train(tmp, resume_from)
                 if res.get("status") != "ok":
                     raise RuntimeError(f"dense baseline training failed: {res.get('error')}")
             except Exception:

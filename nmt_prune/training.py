@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.convergence import Convergence, stop_record
+from nmt_prune import lending
 from nmt_prune.checkpoints import check_checkpoint
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
 from nmt_prune.init import init_weights
@@ -92,6 +93,9 @@ def make_trainer(
     if sched.name in CONVERGENCE_RULES:
         settings = {k: sched[k] for k in ("patience", "factor", "max_halvings") if k in sched}
         callbacks.append(Convergence(sched.name, monitor, **settings))
+    borrow = lending.borrower()  # training a dense baseline that other jobs wait for
+    if borrow is not None:
+        callbacks.append(borrow)
     progress = bool(cfg.trainer.get("enable_progress_bar", True)) and sys.stdout.isatty()
     if progress:
         callbacks.append(RichProgressBar())
@@ -105,7 +109,11 @@ def make_trainer(
 def training_record(trainer: pl.Trainer) -> dict[str, Any]:
     """results.json ``training``: the epochs a fit ran and why it stopped."""
     rule = next((c for c in trainer.callbacks if isinstance(c, Convergence)), None)
-    return stop_record(trainer, trainer.current_epoch, rule)
+    rec = stop_record(trainer, trainer.current_epoch, rule)
+    borrow = next((c for c in trainer.callbacks if isinstance(c, lending.BorrowThreads)), None)
+    if borrow is not None:  # the thread counts it ran with, waiting jobs' lent threads included
+        rec["threads"] = borrow.used
+    return rec
 
 
 def data_summary(cfg: DictConfig, dm: NMTDataModule) -> dict[str, Any]:
