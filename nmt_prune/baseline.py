@@ -136,15 +136,22 @@ LOCK_REPORT_S = 600.0
 
 
 @contextlib.contextmanager
-def _waiting_lock(path: Path, key: str, timeout_h: float = LOCK_TIMEOUT_H, report_s: float = LOCK_REPORT_S):
+def _waiting_lock(
+    path: Path,
+    key: str,
+    timeout_h: float = LOCK_TIMEOUT_H,
+    report_s: float = LOCK_REPORT_S,
+    lend: bool = True,
+):
     """The cache entry's file lock; a job that has to wait for it says so, says again every
-    ``report_s`` that it is still waiting, and gives up after ``timeout_h`` hours."""
+    ``report_s`` that it is still waiting, and gives up after ``timeout_h`` hours. ``lend``: its
+    threads help the job that trains the entry while it waits (nmt_prune/lending.py)."""
     lock = FileLock(str(path))
     try:
         lock.acquire(timeout=min(5.0, report_s))
     except Timeout:
         log.info("dense baseline %s: another job is training it; waiting for it (lock %s)", key, path)
-        with lending.waiting(path.with_suffix(".waiting")):  # our threads help the job that trains it
+        with lending.waiting(path.with_suffix(".waiting")) if lend else contextlib.nullcontext():
             _wait(lock, path, key, timeout_h, report_s)
     try:
         yield
@@ -258,7 +265,8 @@ def obtain(
     key = cache_key(cfg, data_fingerprint)
     final = root / key
     trained_here = False
-    with _waiting_lock(root / f"{key}.lock", key):
+    lend = bool(cfg.get("lend_threads", True))
+    with _waiting_lock(root / f"{key}.lock", key, lend=lend):
         adopted = (
             measure is not None
             and not (final / "results.json").is_file()
@@ -277,7 +285,8 @@ def obtain(
                 tmp.mkdir()
                 log.info("dense baseline %s not cached: training it in %s", key, tmp)
             try:
-                with lending.borrowing(root / f"{key}.waiting"):  # waiting jobs lend their threads
+                borrow = lending.borrowing(root / f"{key}.waiting") if lend else contextlib.nullcontext()
+                with borrow:  # the jobs waiting for it lend their threads
                     res = train(tmp, resume_from)
                 if res.get("status") != "ok":
                     raise RuntimeError(f"dense baseline training failed: {res.get('error')}")

@@ -40,7 +40,7 @@ import torch
 log = logging.getLogger(__name__)
 
 #: top-level config keys that change where or how fast a job runs, not what it computes
-VOLATILE = ("threads", "keep_freed_memory", "paths", "logger", "resume", "ckpt_path")
+VOLATILE = ("threads", "lend_threads", "keep_freed_memory", "paths", "logger", "resume", "ckpt_path")
 #: statuses of an attempt that ended before its end (killed: still "running")
 UNFINISHED = ("running", "interrupted")
 

@@ -75,3 +75,24 @@ def test_a_training_borrows_the_waiters_threads_and_gives_them_back(tmp_path, to
     trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, callbacks=[borrow])
     trainer.fit(module, datamodule=toy_dm)
     assert borrow.used[-1] == own + 1 and torch.get_num_threads() == own
+
+
+@pytest.mark.parametrize("lend", [True, False])
+def test_the_dense_baseline_trains_borrowing_unless_lend_threads_is_false(tmp_path, lend):
+    from nmt_prune import baseline
+    from tests.conftest import make_cfg
+
+    cfg = make_cfg(tmp_path, f"lend_threads={str(lend).lower()}")
+    seen = []
+
+    def train(out, resume=None):
+        seen.append(lending.borrower())  # what make_trainer would add to the dense fit
+        (out / "checkpoints").mkdir(exist_ok=True)
+        (out / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+        (out / "theta0.pt").write_bytes(b"init")
+        return {"status": "ok", "checkpoint": str(out / "checkpoints" / "best.ckpt")}
+
+    baseline.obtain(cfg, train)
+    assert (seen[0] is not None) == lend and lending.borrower() is None
+    if lend:
+        assert seen[0].waiting_dir == tmp_path / "cache" / "dense" / f"{baseline.cache_key(cfg)}.waiting"
