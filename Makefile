@@ -9,7 +9,7 @@ install:  ## install torch (CPU wheel here) and the project with dev tools
 	$(PY) -m pip install -e ".[dev]"
 
 test:  ## fast test suite: no slow, integration (subprocess, multirun) or slurm tests
-	$(PY) -m pytest -m "not slow and not integration and not slurm" -q --durations=5
+	$(PY) -m pytest -m "not slow and not integration and not slurm" -q -n auto --durations=5
 
 test-all:  ## every test, the slow end-to-end ones too
 	$(PY) -m pytest -q
