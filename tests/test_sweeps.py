@@ -27,7 +27,7 @@ EXPECTED_JOBS = {
     "obd": 6,
     "snip_random": 8,
     "snip_init": 30,
-    "snip_fraction": 8,
+    "snip_fraction": 6,
     "extreme": 15,
     "class_sensitivity": 40,
     "schedules": 12,
