@@ -112,19 +112,31 @@ def _batches(ctx: Context, name: str, fraction: int | float) -> tuple[list[dict]
     return batches, used
 
 
+def snip_spelling(s: dict[str, Any]) -> dict[str, Any]:
+    """``prune.snip`` in the current spelling: the old one, an integer in ``fraction`` (training
+    batches, before 2026-11-22), becomes ``batches``. Read by ``snip_data`` and by the resumable
+    study's config comparison (resume.comparable), which must see a job run under the old spelling
+    as the same job."""
+    f = s.get("fraction")
+    if isinstance(f, int) and not isinstance(f, bool):
+        return {**s, "batches": f, "fraction": None}
+    return dict(s)
+
+
 def snip_data(s: dict[str, Any]) -> int | float:
     """What SNIP scores on: ``fraction`` of the training set if set, else ``batches`` batches.
     The old spelling, an integer in ``fraction`` (batches), is read as batches with a warning."""
-    f = s.get("fraction")
-    if isinstance(f, int) and not isinstance(f, bool):
+    current = snip_spelling(s)
+    if current.get("fraction") != s.get("fraction"):
+        f = s["fraction"]
         warnings.warn(
             f"prune.snip.fraction={f} (an integer: {f} training batches) is deprecated; "
             f"write prune.snip.batches={f} (prune.snip.fraction now takes a fraction in (0, 1] only)",
             FutureWarning,
             stacklevel=2,
         )
-        return f
-    return s.get("batches", 1) if f is None else f
+    f = current["fraction"]
+    return current["batches"] if f is None else f
 
 
 def _snip(ctx: Context) -> Scores:

@@ -11,8 +11,13 @@ earlier ``results.json``. With ``resume=true`` (the default):
   stopped at its cap (``training.stop_reason: max_epochs``) or was killed, the job continues from
   its ``last.ckpt`` to the new cap (``extend``); if its rule stopped it before the cap, a larger
   cap computes the same fit and the job is skipped, its results standing;
-- anything else (failed, another config, no checkpoint): the job runs again from the start, and
-  the earlier attempt's checkpoints are removed so they cannot be mistaken for this run's.
+- anything else (failed, another config, no checkpoint): the job runs again from the start. The
+  earlier attempt is not deleted: its results.json, checkpoints, CSV log and hypotheses move to
+  ``superseded-<time>/`` in the job's directory (the report and ``study save`` read only
+  ``results.json``, so it is neither counted nor saved), and the log says which keys differ.
+
+Keys renamed since a job ran are compared in their current spelling (``SPELLINGS``): a finished
+job of a study is the same job after a rename.
 
 A resumed job's CSV log (``csv/metrics.csv``) continues the earlier attempts' rows: Lightning's
 CSV logger would start the file over, so the earlier rows are kept aside (``stash_csv``) and put
@@ -32,10 +37,13 @@ import csv
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from nmt_prune.criteria import snip_spelling
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +53,18 @@ VOLATILE = ("threads", "lend_threads", "keep_freed_memory", "paths", "logger", "
 UNFINISHED = ("running", "interrupted")
 
 
+#: config nodes whose keys were renamed, and the function that writes a node in the current spelling
+SPELLINGS = ((("prune", "snip"), snip_spelling),)
+
+
 def comparable(config: dict[str, Any] | None) -> dict[str, Any]:
-    """The parts of a results.json ``config`` that decide what the job computes."""
+    """The parts of a results.json ``config`` that decide what the job computes, in the current
+    spelling."""
     config = dict(config or {})
+    for path, spell in SPELLINGS:
+        node = get(config, path)
+        if isinstance(node, dict):
+            config = _with(config, path, spell(node))
     for k in VOLATILE:
         config.pop(k, None)
     trainer = dict(config.get("trainer") or {})
@@ -164,13 +181,42 @@ def decide(
             return "extend", prev, str(last)
         if status in UNFINISHED:
             return "resume", None, str(last)
-    why = "another config" if not same else f"status {prev.get('status')}"
-    if (out / "checkpoints").is_dir():
-        log.info(
-            "%s: earlier attempt (%s): its checkpoints are removed, the job runs from the start", out, why
-        )
-        shutil.rmtree(out / "checkpoints")
+    why = f"status {status}" if same else f"another config: {', '.join(differences(old, new)) or '?'}"
+    supersede(out, why)
     return "run", None, None
+
+
+def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for each leaf where two configs differ."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        out += differences(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")
+    return out
+
+
+#: what an attempt leaves in its job directory that the next run would overwrite
+#: (theta0.pt too: a run keeps the theta_0 it finds, training.fit_dense, which must be its own)
+ATTEMPT = ("results.json", "checkpoints", "csv", "hypotheses.test.txt", "theta0.pt")
+
+
+def supersede(out: Path, why: str) -> Path | None:
+    """Move the earlier attempt's files (``ATTEMPT``) to ``out/superseded-<time>/``, its
+    results.json renamed ``results.superseded.json``; nothing already computed is deleted."""
+    here = [out / name for name in ATTEMPT if (out / name).exists()]
+    if not here:
+        return None
+    stamp, n = time.strftime("superseded-%Y%m%d-%H%M%S"), 1
+    dest = out / stamp
+    while dest.exists():
+        n += 1
+        dest = out / f"{stamp}-{n}"
+    dest.mkdir()
+    for f in here:
+        shutil.move(str(f), dest / ("results.superseded.json" if f.name == "results.json" else f.name))
+    log.warning("%s: earlier attempt (%s) moved to %s; the job runs from the start", out, why, dest.name)
+    return dest
 
 
 def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:

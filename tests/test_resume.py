@@ -42,8 +42,15 @@ def test_decide(tmp_path):
     action, prev, _ = resume.decide(tmp_path / "ok", {**CONFIG, "threads": 2, "paths": {"output_dir": "y"}})
     assert action == "skip" and prev["status"] == "ok"  # where and how fast a job runs does not matter
     _write(tmp_path / "other", "ok", CONFIG, good)
+    (tmp_path / "other" / "theta0.pt").write_bytes(good)
     assert resume.decide(tmp_path / "other", {**CONFIG, "seed": 2})[0] == "run"
-    assert not (tmp_path / "other" / "checkpoints").exists()  # stale checkpoints of another config
+    # the earlier attempt of another config moves aside, none of it lost, none of it reused
+    for name in ("checkpoints", "theta0.pt", "results.json"):
+        assert not (tmp_path / "other" / name).exists()
+    (moved,) = (tmp_path / "other").glob("superseded-*")
+    assert (moved / "checkpoints" / "last.ckpt").read_bytes() == good
+    assert json.loads((moved / "results.superseded.json").read_text())["config"] == CONFIG
+    assert (moved / "theta0.pt").is_file()
     _write(tmp_path / "killed", "running", CONFIG, good)
     assert resume.decide(tmp_path / "killed", CONFIG) == (
         "resume",
@@ -62,6 +69,23 @@ def test_decide(tmp_path):
     assert resume.decide(tmp_path / "before", {**CONFIG, "prune": {"pct": 90}})[0] == "run"
     _write(tmp_path / "failed", "failed", CONFIG, good)
     assert resume.decide(tmp_path / "failed", CONFIG)[0] == "run"
+
+
+def test_a_job_run_under_a_renamed_key_is_the_same_job(tmp_path):
+    """prune.snip.fraction=1 (an integer: batches, before 2026-11-22) is prune.snip.batches=1: a
+    finished job of that spelling is skipped, and an extension still finds its checkpoint."""
+    old = {**CONFIG, "prune": {"pct": 90, "snip": {"fraction": 1}}}
+    new = {**CONFIG, "prune": {"pct": 90, "snip": {"batches": 1, "fraction": None}}}
+    _write(tmp_path / "ok", "ok", old)
+    assert resume.decide(tmp_path / "ok", new)[0] == "skip"
+    four = {**CONFIG, "prune": {"pct": 90, "snip": {"batches": 4, "fraction": None}}}
+    assert resume.decide(tmp_path / "ok", four)[0] == "run"  # 1 batch is not 4
+    diff = resume.differences(resume.comparable(old), resume.comparable(four))
+    assert diff == ["prune.snip.batches: 1 -> 4"]
+    spelled = {**ONE_SHOT, "prune": {**ONE_SHOT["prune"], "snip": {"fraction": 1}}}
+    _capped(tmp_path / "cap", "ok", "max_epochs", _ckpt_bytes(tmp_path), spelled)
+    respelled = {**ONE_SHOT, "prune": {**ONE_SHOT["prune"], "snip": {"batches": 1, "fraction": None}}}
+    assert resume.decide(tmp_path / "cap", _cap(4, respelled), timing="after_fit")[0] == "extend"
 
 
 def test_saved_results_restore_into_a_fresh_study_dir_and_are_skipped(tmp_path):
