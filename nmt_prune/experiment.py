@@ -95,18 +95,17 @@ def run(
                 log.info("skipped: %s holds status ok for this config (resume=false runs it again)", out)
                 skipped = True
                 return prev
-            if action == "resume":
-                log.info("resuming the unfinished earlier attempt from %s", last)
-                resume.stash_csv(out)
-                cfg.ckpt_path = results["resumed_from"] = last
             if action == "extend":  # its fit so far is a prefix of this one: go on to the new cap
                 cap = ".".join(resume.CAP)
                 was, now = resume.get(prev["config"], resume.CAP), resume.get(results["config"], resume.CAP)
                 log.info("extending the earlier attempt (%s %s -> %s) from %s", cap, was, now, last)
-                resume.stash_csv(out)
-                cfg.ckpt_path = results["resumed_from"] = last
                 results["extended"] = {"key": cap, "from": was, "to": now, "status_before": prev["status"]}
                 carried = {k: prev[k] for k in resume.CARRIED if prev.get(k) is not None}
+            if action == "resume":
+                log.info("resuming the unfinished earlier attempt from %s", last)
+            if action in ("resume", "extend"):
+                resume.stash_csv(out)
+                cfg.ckpt_path = results["resumed_from"] = last
         _write_results(out, results)  # status running: a killed job is recognisable as such
         threads = effective_threads(cfg.threads, job.get("parallel_jobs", 1))
         if threads != cfg.threads:

@@ -100,12 +100,9 @@ def validate_prune(cfg: DictConfig) -> str | None:
             f"prune.exclude={_excluded(p)} names unknown classes {bad}; valid choices: {', '.join(classes)}"
         )
     r = p.retrain
-    if isinstance(r.epochs, bool) or not isinstance(r.epochs, int) or r.epochs < 0:
-        raise ValueError(f"prune.retrain.epochs={r.epochs!r}; must be an integer >= 0 (0 = no retraining)")
-    if not r.lr_factor > 0:
-        raise ValueError(f"prune.retrain.lr_factor={r.lr_factor!r}; must be > 0")
-    if isinstance(r.halve_every, bool) or not isinstance(r.halve_every, int) or r.halve_every < 1:
-        raise ValueError(f"prune.retrain.halve_every={r.halve_every!r}; must be an integer >= 1")
+    check_int("prune.retrain.epochs", r.epochs, 0, " (0 = no retraining)")
+    check_positive("prune.retrain.lr_factor", r.lr_factor)
+    check_int("prune.retrain.halve_every", r.halve_every)
     if r.until == "converged" and cfg.lr_schedule.name not in CONVERGENCE_RULES:
         raise ValueError(
             f"prune.retrain.until=converged with lr_schedule={cfg.lr_schedule.name}: retraining "
@@ -262,8 +259,8 @@ class Plan:
     include_embeddings: bool
     exclude: tuple[str, ...]  # the classes kept dense (prune.exclude, or all but prune.only)
     seed: int  # of the random criterion: prune.seed, else the run's
+    retrain: Retraining
     settings: dict[str, Any] = field(default_factory=dict)  # the criterion's settings node
-    retrain: Retraining | None = None
 
     @property
     def criterion(self) -> criteria.Criterion:

@@ -60,7 +60,7 @@ def _dead(masks, model, dm: NMTDataModule) -> dict[str, Any]:
     return dead_capacity(masks.masks, model.weight_classes(), counts)
 
 
-def _retrain_config(cfg: DictConfig) -> DictConfig:
+def _retrain_config(cfg: DictConfig, plan: Plan) -> DictConfig:
     """The config the pruned model trains with.
 
     rewind=none: See et al.'s retraining, the training optimiser from ``lr_factor`` x its LR;
@@ -70,8 +70,8 @@ def _retrain_config(cfg: DictConfig) -> DictConfig:
     the full training recipe (optim, lr_schedule, trainer.max_epochs) unchanged.
     """
     rcfg = cfg.copy()
-    r = cfg.prune.retrain
-    if cfg.prune.rewind == "none":
+    r = plan.retrain
+    if plan.rewind == "none":
         OmegaConf.set_struct(rcfg, False)
         rcfg.optim.lr = cfg.optim.lr * r.lr_factor
         if r.until == "epochs":
@@ -81,7 +81,7 @@ def _retrain_config(cfg: DictConfig) -> DictConfig:
                 "every": r.halve_every,
                 "factor": 0.5,
             }
-        rcfg.trainer.max_epochs = schedules.fit_epochs(cfg.prune.schedule, OmegaConf.to_container(cfg.prune))
+        rcfg.trainer.max_epochs = schedules.fit_epochs(plan.schedule, OmegaConf.to_container(cfg.prune))
     return rcfg
 
 
@@ -204,7 +204,7 @@ def prune_after_fit(
     for lg in ev_trainer.loggers:
         lg.log_metrics(figures, step=0)
 
-    rcfg = _retrain_config(cfg)
+    rcfg = _retrain_config(cfg, plan)
     init_seed = cfg.seed + REINIT_SEED_OFFSET if p.rewind == "reinit" else None
     rmodule = build_module(rcfg, dm, init_seed=init_seed)
     if p.rewind == "none":
@@ -298,7 +298,7 @@ def _scheduled_after_fit(
     pruner = scheduled_pruner(cfg, plan, schedule)
     log.info("schedule %s", schedule.describe())
     figures = {f"dense/{k}": dense[k] for k in FIGURES if dense.get(k) is not None}
-    rcfg = _retrain_config(cfg)
+    rcfg = _retrain_config(cfg, plan)
     rmodule = build_module(rcfg, dm)
     rmodule.model.load_state_dict(module.model.state_dict())
     fit = _retrain(cfg, rcfg, dm, out, logger, rmodule, pruner, VAL_PPL_AT_TARGET, figures)

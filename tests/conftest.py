@@ -75,6 +75,20 @@ def quiet_trainer(**kwargs):
     return pl.Trainer(**{**quiet, **kwargs})
 
 
+def tiny_module(dm: NMTDataModule, **optim):
+    """A 1-layer, 8/12-wide NMTModule on ``dm``'s vocabularies (Adam 0.01 unless ``optim`` says
+    otherwise), no dropout, no validation BLEU: the tests' own fits."""
+    from nmt_prune.module import NMTModule
+
+    return NMTModule(
+        model={"emb_size": 8, "hidden_size": 12, "layers": 1, "dropout": 0.0},
+        optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01, **optim},
+        lr_schedule={"name": "none"},
+        eval={"val_bleu": False},
+        data_state=dm.state(),
+    )
+
+
 @pytest.fixture
 def toy_dm(tmp_path: Path) -> NMTDataModule:
     cfg = DataConfig(toy_sizes={"train": 300, "val": 40, "test": 40}, batch_size=16, eval_batch_size=16)

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from nmt_prune import lending
-from nmt_prune.module import NMTModule
-from tests.conftest import quiet_trainer
+from tests.conftest import quiet_trainer, tiny_module
 
 
 @pytest.fixture
@@ -45,13 +44,7 @@ def test_lent_counts_live_waiters_only(tmp_path, live_pid):
 
 
 def test_a_training_borrows_the_waiters_threads_and_gives_them_back(tmp_path, toy_dm, live_pid):
-    module = NMTModule(
-        model={"emb_size": 8, "hidden_size": 12, "layers": 1, "dropout": 0.0},
-        optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
-        lr_schedule={"name": "none"},
-        eval={"val_bleu": False},
-        data_state=toy_dm.state(),
-    )
+    module = tiny_module(toy_dm)
     d = tmp_path / "k.waiting"
     d.mkdir()
     seen = []

@@ -11,7 +11,7 @@ from nmt_prune.init import init_weights
 from nmt_prune.masks import MaskSet
 from nmt_prune.model import Seq2Seq
 from nmt_prune.pruner import Pruner
-from tests.conftest import quiet_trainer
+from tests.conftest import quiet_trainer, tiny_module
 
 
 def _model(seed=0):
@@ -163,15 +163,8 @@ def test_snip_masks_come_from_theta0_before_any_step_and_training_starts_there(t
     import lightning.pytorch as pl
 
     from callbacks.masking import PruneAtInit
-    from nmt_prune.module import NMTModule
 
-    module = NMTModule(
-        model={"emb_size": 8, "hidden_size": 12, "layers": 1, "dropout": 0.0},
-        optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
-        lr_schedule={"name": "none"},
-        eval={"val_bleu": False},
-        data_state=toy_dm.state(),
-    )
+    module = tiny_module(toy_dm)
     init_weights(module.model, "uniform", 0.1)
     theta0 = {n: p.detach().clone() for n, p in module.model.named_parameters()}
     expected = Pruner("snip", "blind", 0.8, settings={"batches": 2}).compute_masks(module.model, toy_dm)
