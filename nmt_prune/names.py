@@ -13,6 +13,8 @@ SCHEDULES = ("one_shot", "iterative", "gradual", "linear")
 CONVERGENCE_RULES = ("converge", "early_stop")
 #: every ``lr_schedule.name`` (nmt_prune/module.py)
 LR_SCHEDULES = ("none", "halving", "plateau", *CONVERGENCE_RULES)
+#: ``prune.rpp.penalty``: RPP's proximal steps, or the plain l1 term in the loss it is compared with
+RPP_PENALTIES = ("proximal", "l1")
 #: ``loss.weight_penalty.type``
 WEIGHT_PENALTIES = ("none", "l1", "l2")
 #: when a criterion can prune (``Criterion.timings``; nmt_prune/criteria.py)

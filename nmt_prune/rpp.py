@@ -15,6 +15,15 @@ so a weight near zero gets a threshold up to lambda / eps times the learning rat
 almost none (plain l1 shrinks both alike: the seed notes' objection). Only the job's prunable
 weights (its classes, biases excluded unless ``include_biases``) are thresholded.
 
+``penalty=l1`` replaces the proximal steps by what the RPP paper argues against (its baseline):
+lambda sum_i |w_i| added to the training loss (``NMTModule.penalty``, the same term as
+``loss.weight_penalty.type=l1``), whose subgradient lambda sign(w) enters every step, clipping and
+Adam's normalisation included, and pulls large and small weights alike; it leaves almost no exact
+zeros, and the allocation prunes by magnitude as after RPP. It covers every weight matrix (that
+term's definition): with the default classes (biases excluded, embeddings included) the same
+weights RPP thresholds; with ``prune.exclude`` also the excluded ones. The phase is otherwise the
+same (epochs, LR), so the two compare at equal training.
+
 Choices: the phase starts from the trained dense model and uses the retraining optimiser (the
 training optimiser at ``retrain.lr_factor`` x its LR, LR constant) for ``rpp.epochs`` epochs;
 ``lambda`` and ``eps`` are hyperparameters to choose on the validation set. With Adam every
@@ -95,6 +104,12 @@ def zero_fraction(model: torch.nn.Module, names: Sequence[str]) -> float:
     return zeros / sum(params[n].numel() for n in names)
 
 
+def l1_norm(model: torch.nn.Module, names: Sequence[str]) -> float:
+    """sum |w| over the named parameters."""
+    params = dict(model.named_parameters())
+    return float(sum(params[n].detach().abs().sum() for n in names))
+
+
 def phase(cfg: DictConfig, dm, out, module, names: Sequence[str]) -> dict[str, Any]:
     """Train ``module`` (the dense model) for ``prune.rpp.epochs`` with the proximal steps, at the
     retraining LR held constant; its weights end as the phase leaves them (the last step, not the
@@ -105,21 +120,28 @@ def phase(cfg: DictConfig, dm, out, module, names: Sequence[str]) -> dict[str, A
     OmegaConf.set_struct(pcfg, False)
     pcfg.optim.lr = cfg.optim.lr * cfg.prune.retrain.lr_factor
     pcfg.lr_schedule = {"name": "none"}
+    callbacks: list[pl.Callback] = []
+    if r.penalty == "l1":
+        pcfg.loss.weight_penalty = {"type": "l1", "strength": r.lam}
+    else:
+        callbacks.append(ProximalReweighting(names, r.lam, r.eps, r.refresh))
     pmodule = build_module(pcfg, dm)
     pmodule.model.load_state_dict(module.model.state_dict())
-    cb = ProximalReweighting(names, r.lam, r.eps, r.refresh)
-    trainer = make_trainer(pcfg, out / "rpp", False, [cb], max_epochs=r.epochs)
+    norm_before = l1_norm(module.model, names)
+    trainer = make_trainer(pcfg, out / "rpp", False, callbacks, max_epochs=r.epochs)
     trainer.fit(pmodule, datamodule=dm)
     module.model.load_state_dict(pmodule.model.state_dict())
     rec = {
         **OmegaConf.to_container(r),
-        "steps": cb.steps,
+        "steps": trainer.global_step,
         "fit_s": pmodule.fit_s(),
         "zero_fraction": zero_fraction(module.model, names),
+        "l1_norm_ratio": l1_norm(module.model, names) / norm_before,  # sum |w| after / before
         "val_ppl": [h.get("val_ppl") for h in pmodule.history],
     }
     log.info(
-        "rpp: %d epochs, %.1f%% of the prunable weights exactly zero, val ppl %s",
+        "rpp (%s): %d epochs, %.1f%% of the prunable weights exactly zero, val ppl %s",
+        r.penalty,
         r.epochs,
         100 * rec["zero_fraction"],
         rec["val_ppl"][-1] if rec["val_ppl"] else None,

@@ -34,6 +34,7 @@ from nmt_prune.names import (
     PRUNE_TIMINGS,
     RETRAIN_UNTIL,
     REWINDS,
+    RPP_PENALTIES,
     SCHEDULES,
     SCHEMES,
 )
@@ -58,6 +59,7 @@ Scheme = _choice("Scheme", SCHEMES)
 Rewind = _choice("Rewind", REWINDS)
 RetrainUntil = _choice("RetrainUntil", RETRAIN_UNTIL)
 ObdEstimator = _choice("ObdEstimator", OBD_ESTIMATORS)
+RppPenalty = _choice("RppPenalty", RPP_PENALTIES)
 
 # Any: a key that takes an int or a float (OmegaConf has no Union), a list or one name, or a
 # number whose type the records keep as written (pct=80 stays 80, not 80.0); plan.check checks it.
@@ -89,6 +91,7 @@ class Obs:
 
 @dataclass
 class Rpp:
+    penalty: RppPenalty = MISSING
     epochs: int = MISSING
     lam: float = MISSING
     eps: float = MISSING

@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]
 
 
-def _value(text: str) -> Any:
-    return yaml.safe_load(text.strip())
+def parse_value(text: str) -> Any:
+    """A swept value as Hydra's command line reads it (``1e-6`` a float: YAML would keep a string)."""
+    return OverridesParser.create().parse_override(f"k={text.strip()}").value()
 
 
 def definition(preset: Path) -> dict[str, Any]:
@@ -34,7 +36,7 @@ def definition(preset: Path) -> dict[str, Any]:
     about = " ".join(c for c in comments if c and not c.startswith(("@package", "python run.py")))
     params: dict[str, Any] = {"+sweep": {"value": preset.stem}}
     for key, values in raw["hydra"]["sweeper"]["params"].items():
-        params[key] = {"values": [_value(v) for v in str(values).split(",")]}
+        params[key] = {"values": [parse_value(v) for v in str(values).split(",")]}
     return {
         "name": preset.stem,
         "description": about,

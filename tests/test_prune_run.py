@@ -301,6 +301,7 @@ def test_every_registered_criterion_runs_end_to_end_at_every_timing_it_allows(tm
         ("prune.timing=later", "[auto, after_fit, at_init, during]"),
         ("prune.schedule=cubic", "[one_shot, iterative, gradual, linear]"),
         ("prune.retrain.until=forever", "[epochs, converged]"),
+        ("prune.rpp.penalty=l2", "[proximal, l1]"),
     ],
 )
 def test_a_closed_choice_fails_at_composition(tmp_path, override, choices):

@@ -82,6 +82,22 @@ def test_an_rpp_phase_runs_in_the_pipeline_before_an_exact_prune(tmp_path):
     check_masks_hold(out["checkpoint"], out)
 
 
+def test_an_l1_phase_is_the_loss_term_and_leaves_no_exact_zeros(tmp_path):
+    """penalty=l1, the baseline RPP argues against: lambda sum |w| in the loss shrinks the weights
+    (large ones too) but its subgradient steps leave (almost) none exactly zero, so the exact
+    count is the allocation's; the same phase with the proximal steps zeroes many."""
+    common = (*FAST, "prune.pct=70", "prune.rpp.epochs=1", "prune.rpp.lam=0.05", "prune.rpp.refresh=2")
+    l1 = run(make_cfg(tmp_path / "l1", *common, "prune.rpp.penalty=l1"))
+    prox = run(make_cfg(tmp_path / "prox", *common))
+    assert l1["status"] == prox["status"] == "ok"
+    assert l1["rpp"]["penalty"] == "l1" and prox["rpp"]["penalty"] == "proximal"
+    assert l1["rpp"]["steps"] == prox["rpp"]["steps"] > 0  # the same phase, another penalty
+    assert l1["rpp"]["zero_fraction"] < 1e-3 < prox["rpp"]["zero_fraction"]
+    assert l1["rpp"]["l1_norm_ratio"] < 1  # it does shrink the weights
+    assert l1["prune"]["n_pruned"] == round(0.7 * l1["prune"]["n_prunable"])
+    check_masks_hold(l1["checkpoint"], l1)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from nmt_prune import criteria
 from nmt_prune.experiment import validate_prune
 from nmt_prune.report import make_report
+from nmt_prune.wandb_sweeps import parse_value
 from tests.conftest import ROOT, TINY, make_cfg
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
@@ -48,6 +49,7 @@ EXPECTED_JOBS = {
     "study_headline": 4,
     "study_obs": 30,
     "study_rpp_lambda": 6,
+    "study_l1_lambda": 6,
     "study_rpp": 2,
     "study_size_dense": 4,
     "study_size_pruned": 4,
@@ -98,7 +100,7 @@ def test_preset_composes_and_expands_to_distinct_valid_jobs(tmp_path, preset):
         cfg = make_cfg(tmp_path, f"+sweep={preset}", *job)
         for o in job:  # every swept key is a real key (or config group) of the composed config
             key, value = o.split("=", 1)
-            assert key in {"init"} or str(OmegaConf.select(cfg, key)) == value, (preset, o)
+            assert key in {"init"} or OmegaConf.select(cfg, key) == parse_value(value), (preset, o)
         meanings.add(_meaning(cfg))  # validates the job, as run.py would, before any work
     assert len(meanings) == len(jobs), f"{preset}: {len(jobs) - len(meanings)} duplicate jobs"
 
