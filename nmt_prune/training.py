@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.convergence import Convergence, stop_record
+from callbacks.rng_state import RngState
 from nmt_prune import lending
 from nmt_prune.checkpoints import check_checkpoint
 from nmt_prune.data.datamodule import DataConfig, NMTDataModule
@@ -88,7 +89,7 @@ def make_trainer(
         save_last=True,
         auto_insert_metric_name=False,
     )
-    callbacks = [ckpt, *(callbacks or [])]
+    callbacks = [ckpt, RngState(), *(callbacks or [])]  # RngState: a resumed fit draws as if never stopped
     sched = cfg.lr_schedule
     if sched.name in CONVERGENCE_RULES:
         settings = {k: sched[k] for k in ("patience", "factor", "max_halvings") if k in sched}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from callbacks.rng_state import RngState
 from nmt_prune import resume, study
 from nmt_prune.experiment import run
 from tests.conftest import BASE, ROOT, make_cfg
@@ -240,9 +242,12 @@ def test_decide_a_larger_retraining_cap(tmp_path):
 
 def test_extended_retraining_equals_the_longer_run(tmp_path):
     """Raising ``prune.retrain.epochs`` of a finished, capped job continues its fit: the same
-    epochs, weights and figures as a job run with the larger cap from the start (the tiny model
-    has no dropout and batches are shuffled from (seed, epoch), so the fit is deterministic)."""
+    epochs, weights and figures as a job run with the larger cap from the start. With dropout:
+    the random generators' states travel in the checkpoint (callbacks/rng_state.py), so the
+    continued fit draws the masks an uninterrupted one would (batches are shuffled from (seed,
+    epoch) anyway)."""
     fit = [
+        "model.dropout=0.3",
         "trainer.limit_train_batches=4",
         "eval.beam_size=2",
         "trainer.max_epochs=2",
@@ -272,3 +277,24 @@ def test_extended_retraining_equals_the_longer_run(tmp_path):
     assert longer["layer_error"] == first["layer_error"] and longer["layer_error"] is not None
     assert longer["pruned"] == pytest.approx(first["pruned"])
     assert longer["prune"]["n_pruned"] == fresh["prune"]["n_pruned"]
+
+
+def test_the_generators_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    """What RngState saves loads with weights_only=True and, put back, gives the same draws
+    (dropout masks included) as the process that saved it would have made next."""
+    torch.manual_seed(3)
+    random.seed(3)
+    torch.rand(5)
+    torch.save({"callbacks": {"RngState": RngState().state_dict()}}, tmp_path / "c.ckpt")
+
+    def draws():
+        return torch.rand(4), random.random(), torch.nn.functional.dropout(torch.ones(16), 0.5)
+
+    expected = draws()
+    torch.manual_seed(99)
+    random.seed(99)
+    cb = RngState()
+    cb.load_state_dict(torch.load(tmp_path / "c.ckpt", weights_only=True)["callbacks"]["RngState"])
+    got = draws()
+    assert cb.restored and torch.equal(got[0], expected[0]) and got[1] == expected[1]
+    assert torch.equal(got[2], expected[2])
