@@ -37,11 +37,15 @@ STUDY_PRESETS ?= study_control study_oneshot study_headline study_recipe study_n
 
 study:  ## the converged seed study (docs/study.md), one 1-thread job at a time; re-run to continue
 	$(PY) -m nmt_prune.study restore docs/study/runs $(STUDY)
+	$(PY) -m nmt_prune.study plan $(STUDY) $(STUDY_PRESETS) $(if $(FORCE),,--strict) -- $(ARGS)
 	@status=0; for p in $(STUDY_PRESETS); do \
 	  $(PY) run.py -m +sweep=$$p data.root=$(DATA_ROOT) threads=1 logger=csv hydra.sweep.dir=$(STUDY)/$$p $(ARGS); \
 	  rc=$$?; $(PY) -m nmt_prune.study save $(STUDY) docs/study/runs; \
 	  if [ $$rc -ge 128 ]; then exit $$rc; fi; if [ $$rc -ne 0 ]; then status=$$rc; fi; \
 	done; $(PY) -m nmt_prune.report docs/study/runs --out docs/study --no-wandb; exit $$status
+
+study-plan:  ## what `make study` would skip, resume, extend and run, changing nothing
+	$(PY) -m nmt_prune.study plan $(STUDY) $(STUDY_PRESETS) -- $(ARGS)
 
 study-report:  ## docs/study/ tables and figures from the study's saved and running jobs
 	$(PY) -m nmt_prune.study save $(STUDY) docs/study/runs

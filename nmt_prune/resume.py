@@ -157,13 +157,18 @@ def larger_cap(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 
 def decide(
-    out: Path, config: dict[str, Any], overrides: list[str] | None = None, timing: str | None = None
+    out: Path,
+    config: dict[str, Any],
+    overrides: list[str] | None = None,
+    timing: str | None = None,
+    dry: bool = False,
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     """What to do with ``out``: ``("skip", earlier results, None)``, ``("resume", None, last.ckpt)``,
     ``("extend", earlier results, last.ckpt)`` (a larger retraining cap, see the module docstring)
-    or ``("run", None, None)`` (earlier checkpoints removed). ``overrides``: the job's (keys they
+    or ``("run", None, None)`` (an earlier attempt moved aside). ``overrides``: the job's (keys they
     set are compared even where the earlier config lacks them); ``timing``: the job's resolved
-    timing (only an ``after_fit`` job's retraining cap can be extended)."""
+    timing (only an ``after_fit`` job's retraining cap can be extended). ``dry``: change nothing
+    (``study plan``); a run over an earlier attempt then returns ``("run", earlier results, why)``."""
     prev = previous(out)
     if prev is None:
         return "run", None, None
@@ -182,6 +187,8 @@ def decide(
         if status in UNFINISHED:
             return "resume", None, str(last)
     why = f"status {status}" if same else f"another config: {', '.join(differences(old, new)) or '?'}"
+    if dry:
+        return "run", prev, why
     supersede(out, why)
     return "run", None, None
 

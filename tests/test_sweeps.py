@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ from omegaconf import OmegaConf
 from nmt_prune import criteria
 from nmt_prune.experiment import validate_prune
 from nmt_prune.report import make_report
+from nmt_prune.study import preset_grid
 from nmt_prune.wandb_sweeps import parse_value
 from tests.conftest import ROOT, TINY, make_cfg
 
@@ -57,12 +57,7 @@ EXPECTED_JOBS = {
 }
 
 
-def _grid(preset: str) -> list[list[str]]:
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+sweep={preset}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    axes = [[f"{k}={v.strip()}" for v in str(vals).split(",")] for k, vals in params.items()]
-    return [list(job) for job in itertools.product(*axes)]
+_grid = preset_grid  # the jobs of a preset's multirun (nmt_prune/study.py)
 
 
 def _meaning(cfg) -> str:
