@@ -67,4 +67,4 @@ clean:  ## remove run outputs and caches
 	rm -rf outputs multirun lightning_logs wandb .pytest_cache .ruff_cache  # never the study (STUDY)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-all train sweep sweep-snip study study-report report lint format clean
+.PHONY: help install test test-all train sweep sweep-snip study study-plan study-report report lint format clean
