@@ -3,7 +3,9 @@
     python -m nmt_prune.report multirun/2026-11-21/10-00-00     # or: make report SWEEP=...
 
 Writes, into ``<sweep>/report/`` (``--out`` to change): ``results.csv`` and ``results.md`` (one row
-per job, failed jobs listed with their error) and PNG figures, only those the sweep has data for
+per job, failed jobs listed with their error), ``medians.csv`` (per line and percentage: median and
+range over seeds, paired differences with each seed's dense model; nmt_prune/report_medians.py,
+also in results.md) and PNG figures, only those the sweep has data for
 (a figure without data is skipped with a note in results.md, never a crash):
 
 - ``bleu_vs_sparsity.png``: test BLEU vs sparsity, one line per method/scheme (median over
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from nmt_prune.report_figures import FIGURES
+from nmt_prune.report_medians import medians_section, write_medians
 from nmt_prune.report_read import COLUMNS, _fmt, collect, write_csv, write_markdown
 from nmt_prune.results import get
 
@@ -52,7 +55,8 @@ def make_report(root: Path, out: Path | None = None, use_wandb: bool | None = No
         for item in fn(rows, out):
             (figures if item.endswith(".png") else notes).append(item)
     write_csv(rows, out / "results.csv")
-    write_markdown(rows, out / "results.md", root, figures, notes)
+    recs = write_medians(rows, out)
+    write_markdown(rows, out / "results.md", root, figures, notes, medians_section(recs))
     if use_wandb is None:
         use_wandb = any(get(r["_res"], "config", "logger", "name") == "wandb" for r in rows)
     if use_wandb:

@@ -8,7 +8,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from nmt_prune.results import PATH_COLUMNS, get, path_values
+
+#: the retraining LR factor a line is labelled with only when it differs (conf/prune/default.yaml)
+DEFAULT_LR_FACTOR = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "conf" / "prune" / "default.yaml").read_text()
+)["retrain"]["lr_factor"]
 
 #: the csv's columns: what the report computes per job, then the values read from results.json
 COLUMNS = [
@@ -27,6 +34,8 @@ COLUMNS = [
     "init",
     "seed",
     "snip_data",
+    "phase",
+    "lr_factor",
     *PATH_COLUMNS,
 ]
 
@@ -70,6 +79,15 @@ def _snip_data(s: dict[str, Any]) -> str:
     return f"{f if f is not None else s.get('batches', 1)} batches"
 
 
+def _phase(p: dict[str, Any]) -> str:
+    """A sparsifying phase before the pruning (nmt_prune/rpp.py): ``rpp lam=0.02``, ``l1 lam=1e-05``."""
+    r = p.get("rpp") or {}
+    if not r.get("epochs"):
+        return ""
+    name = "l1" if r.get("penalty") == "l1" else "rpp"
+    return f"{name} lam={r.get('lam'):g} x{r['epochs']}ep"
+
+
 def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
     cfg = res.get("config") or {}
     ov = _overrides_dict(res.get("overrides", []))
@@ -91,6 +109,8 @@ def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
         "init": get(cfg, "init", "scheme", default=ov.get("init", "")),
         "seed": cfg.get("seed", ov.get("seed", "")),
         "snip_data": _snip_data(p.get("snip") or {}) if p.get("method") == "snip" else "",
+        "phase": _phase(get(cfg, "prune", default={}) or {}),
+        "lr_factor": get(cfg, "prune", "retrain", "lr_factor", default=""),
         **path_values(res),
     }
     if not dense_job and row["pct"] == 0 and res.get("prune") is not None:
@@ -157,7 +177,10 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(rows, path: Path, root: Path, figures: list[str], notes: list[str]) -> None:
+def write_markdown(
+    rows, path: Path, root: Path, figures: list[str], notes: list[str], extra: list[str] = ()
+) -> None:
+    """``extra``: more sections (lines), after the jobs' table."""
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] != "ok"]
     parts = [f"# Sweep report: {root}", "", f"{len(rows)} jobs: {len(ok)} ok, {len(failed)} failed.", ""]
@@ -169,6 +192,7 @@ def write_markdown(rows, path: Path, root: Path, figures: list[str], notes: list
     parts += [markdown_table(sorted(ok, key=_sort_key), MD_COLUMNS), ""]
     if failed:
         parts += ["## Failed jobs", "", markdown_table(failed, ["job", "status", "error"]), ""]
+    parts += list(extra)
     parts += ["## Figures", ""] + [f"- `{f}`" for f in figures]
     if notes:
         parts += ["", "Skipped:", ""] + [f"- {n}" for n in notes]
@@ -190,6 +214,10 @@ def _label(r: dict[str, Any]) -> str:
         parts.append(r["schedule"])
     if r.get("rewind") not in ("", "none", None):
         parts.append(f"rewind={r['rewind']}")
+    if r.get("phase"):
+        parts.append(r["phase"])
+    if r.get("lr_factor") not in ("", None, DEFAULT_LR_FACTOR) and r.get("retrain_epochs") not in ("", 0):
+        parts.append(f"retrain lr x{r['lr_factor']:g}")
     if r.get("only"):
         parts.append(f"only={r['only']}")
     elif r.get("timing") == "after_fit" and r.get("retrain_epochs") == 0:

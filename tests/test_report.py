@@ -56,6 +56,10 @@ def _job(root: Path, name: str, **kw) -> None:
         "data_used": {"sentences": 64 * kw.get("fraction", 1)} if method == "snip" else {},
         "max_pruned_abs_by_class": {c: 0.001 * pct for c in CLASSES},
     }
+    if kw.get("rpp"):  # a sparsifying phase before the pruning (nmt_prune/rpp.py)
+        prune["rpp"] = kw["rpp"]
+    if kw.get("lr_factor"):
+        prune["retrain"]["lr_factor"] = kw["lr_factor"]
     bleu = 30 - pct / 5 + float(torch.rand(1, generator=g))
     res = {
         "status": "ok",
@@ -169,7 +173,9 @@ def test_report_writes_tables_and_every_figure(sweep):
     md = (out / "results.md").read_text()
     failed = md.split("## Failed jobs")[1]
     assert "prune.pct=100" in failed and "killed" in failed and "no results.json" in failed
-    assert md.count("| magnitude/blind |") == 6  # one table row per job
+    jobs_table = md.split("## Medians over seeds")[0]
+    assert jobs_table.count("| magnitude/blind |") == 6  # one table row per job
+    assert md.count("| magnitude/blind |") == 6 + 3  # and one per pct over its 2 seeds
     assert {"epochs", "stop_reason", "dead_softmax_words", "dead_token_share"} <= set(rows[0])
     assert any(r["dead_token_share"] not in ("", None) for r in rows)
 
@@ -227,3 +233,36 @@ def test_retrain_curves_are_medians_over_seeds_per_epoch(sweep):
     # the schemes jobs: 2 seeds and 2 retraining epochs each, identical synthetic histories
     assert lines["magnitude/blind 50%"] == [5 + 5 + 3.0, 5 + 5 + 1.5]
     assert not any("only=" in k for k in lines)  # one-class jobs are not retraining curves
+
+
+def test_medians_over_seeds_pair_each_job_with_its_dense_model(sweep, tmp_path):
+    """medians.csv: per line and pct, the median and range over seeds and the paired differences,
+    against the values read straight from the jobs' results.json; a job with an RPP or L1 phase,
+    or another retraining LR, is a line of its own, not a seed of the plain one."""
+    for i, (kw, name) in enumerate(
+        [
+            ({"rpp": {"epochs": 2, "lam": 0.02, "penalty": "proximal"}}, "rpp"),
+            ({"rpp": {"epochs": 2, "lam": 1e-05, "penalty": "l1"}}, "l1"),
+            ({"lr_factor": 0.125}, "lr"),
+        ]
+    ):
+        _job(sweep, f"phase/{name}", scheme="blind", pct=50, seed=3 + i, **kw)
+    make_report(sweep, tmp_path / "out", use_wandb=False)
+    with (tmp_path / "out" / "medians.csv").open() as f:
+        recs = {(r["group"], float(r["pct"])): r for r in csv.DictReader(f)}
+    bleu = [
+        json.loads((sweep / f"schemes/blind-50-s{s}/results.json").read_text())["test_bleu"] for s in (1, 2)
+    ]
+    r = recs[("magnitude/blind", 50.0)]
+    assert r["n"] == "2" and r["seeds"] == "1 2"
+    assert float(r["median"]) == pytest.approx((bleu[0] + bleu[1]) / 2)
+    assert float(r["min"]) == pytest.approx(min(bleu)) and float(r["max"]) == pytest.approx(max(bleu))
+    assert float(r["median_diff"]) == pytest.approx((bleu[0] + bleu[1]) / 2 - 31.0)  # dense: 31.0
+    assert float(r["min_diff"]) == pytest.approx(min(bleu) - 31.0)
+    for group in (
+        "magnitude/blind/rpp lam=0.02 x2ep",
+        "magnitude/blind/l1 lam=1e-05 x2ep",
+        "magnitude/blind/retrain lr x0.125",
+    ):
+        assert recs[(group, 50.0)]["n"] == "1", group
+    assert "## Medians over seeds" in (tmp_path / "out" / "results.md").read_text()
