@@ -1,9 +1,10 @@
+import pytest
 import torch
 
 from nmt_prune.data.text import EOS_ID, PAD_ID
 from nmt_prune.init import init_weights
 from nmt_prune.model import Seq2Seq
-from nmt_prune.search import beam_search, greedy_search
+from nmt_prune.search import beam_search, greedy_search, row_topk
 
 
 def _setup(seed=0):
@@ -124,3 +125,22 @@ def test_no_hypothesis_outgrows_the_absolute_cap():
     ):
         assert out.shape[1] <= 12
         assert all(EOS_ID in row for row in out.tolist())  # forced to end at the cap
+
+
+@pytest.mark.parametrize("width", [7, 300, 321, 8024])
+def test_row_topk_selects_what_topk_selects(width):
+    """Against torch.topk: distinct values (indices equal too), rows of -inf with one finite entry
+    (a hypothesis at its length limit), and ties (the values equal, each index holds its value)."""
+    g = torch.Generator().manual_seed(width)
+    x = torch.randn(50, width, generator=g)
+    x[:10] = float("-inf")
+    x[torch.arange(10), torch.randint(width, (10,), generator=g)] = 0.5
+    for k in (1, 5):
+        v, i = row_topk(x, k)
+        ref_v, ref_i = x.topk(k, dim=1)
+        assert torch.equal(v, ref_v) and torch.equal(i[10:], ref_i[10:])
+        assert torch.equal(x.gather(1, i), v)
+    ties = torch.randint(0, 4, (20, width), generator=g).float()
+    v, i = row_topk(ties, 5)
+    assert torch.equal(v, ties.topk(5, dim=1).values) and torch.equal(ties.gather(1, i), v)
+    assert all(len(set(r.tolist())) == 5 for r in i)  # five distinct entries of the row
