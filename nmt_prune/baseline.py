@@ -71,6 +71,7 @@ NOT_LEARNING = (
     "nmt_prune/lending.py",  # how many threads the training runs with (waiting jobs lend theirs)
     "nmt_prune/stats.py",  # sparsity statistics
     "nmt_prune/allocation.py",  # (imported by stats; pruning only)
+    "callbacks/rng_state.py",  # puts the generators back on a resume: an uninterrupted fit is the same
 )
 FORMAT = 2  # 1: no fingerprints, data.root in the key
 #: relative difference of the re-measured val perplexity that still counts as reproduced
