@@ -50,6 +50,7 @@ EXPECTED_JOBS = {
     "study_obs": 30,
     "study_rpp_lambda": 6,
     "study_l1_lambda": 6,
+    "study_l1": 2,
     "study_rpp": 2,
     "study_size_dense": 4,
     "study_size_pruned": 4,
