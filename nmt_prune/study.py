@@ -75,8 +75,8 @@ def restore(runs: Path, study: Path) -> int:
 
 def preset_grid(preset: str, overrides: list[str] = ()) -> list[list[str]]:
     """The jobs of a Hydra multirun ``+sweep=<preset> *overrides``: each job's overrides (the
-    command line's, then one value per swept key; a key the command line sets is not swept, as
-    with Hydra's basic sweeper)."""
+    command line's, then one value per swept key, written as the sweeper writes it; a key the
+    command line sets is not swept, as with Hydra's basic sweeper)."""
     from hydra import initialize_config_dir
 
     with initialize_config_dir(str(CONF), version_base="1.3"):
@@ -89,8 +89,17 @@ def _grid(preset: str, overrides: list[str]) -> list[list[str]]:
     cfg = compose("config", overrides=[f"+sweep={preset}", *overrides], return_hydra_config=True)
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     params = {k: v for k, v in (cfg.hydra.sweeper.params or {}).items() if k not in given}
-    axes = [[f"{k}={v.strip()}" for v in str(vals).split(",")] for k, vals in params.items()]
+    axes = [[f"{k}={v}" for v in _values(f"{k}={vals}")] for k, vals in params.items()]
     return [[*overrides, *job] for job in itertools.product(*axes)]
+
+
+def _values(override: str) -> list[str]:
+    """The values of ``key=a,b,c`` as Hydra's sweeper writes them (``1e-4`` -> ``0.0001``): the job
+    directories are named after these strings."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    o = OverridesParser.create().parse_override(override)
+    return list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
 
 
 def plan(study: Path, preset: str, overrides: list[str] = ()) -> list[tuple[str, str, str | None]]:

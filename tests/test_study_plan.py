@@ -37,6 +37,9 @@ def _write(study_dir: Path, config: dict) -> Path:
 def test_the_plan_sees_a_finished_job_and_strict_refuses_to_redo_it(tmp_path, capsys):
     assert study.preset_grid("study_rpp") == [["prune.pct=80"], ["prune.pct=90"]]
     assert study.preset_grid("study_rpp", ["prune.pct=90"]) == [["prune.pct=90"]]  # as Hydra sweeps
+    # values as the sweeper writes them, which name the job directories (1e-4 -> 0.0001)
+    assert ["prune.rpp.lam=0.0001", "prune.pct=80"] in study.preset_grid("study_l1_lambda")
+    assert ["prune.rpp.lam=1e-06", "prune.pct=90"] in study.preset_grid("study_l1_lambda")
     out = _write(tmp_path, _record())
     assert dict((n, a) for n, a, _ in study.plan(tmp_path, "study_rpp")) == {
         JOB: "skip",
