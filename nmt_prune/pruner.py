@@ -5,6 +5,7 @@ callbacks (``callbacks/``) inherit it and only decide when it runs."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,9 +48,12 @@ class Pruner:
         #: weights the criterion moved (OBS's update), written by ``apply``
         self.new_weights: dict[str, torch.Tensor] = {}
         self._ctx: criteria.Context | None = None
+        #: where a criterion may keep content-addressed statistics (OBD's Hessian diagonal); the
+        #: one-shot prune after fit sets it (paths.cache_dir/saliency), None elsewhere
+        self.cache_dir: Path | None = None
 
     def _scores(self, model: torch.nn.Module, names: list[str], dm) -> dict[str, torch.Tensor]:
-        self._ctx = criteria.Context(model, names, dm, self.seed, self.settings)
+        self._ctx = criteria.Context(model, names, dm, self.seed, self.settings, cache=self.cache_dir)
         scores, self.data_used = self.criterion.score(self._ctx)
         return scores
 

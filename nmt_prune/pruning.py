@@ -167,6 +167,7 @@ def prune_after_fit(
     if sched is not None:
         return _scheduled_after_fit(cfg, plan, dm, out, logger, module, dense, sched)
     pruner = make_pruner(PruneAfterFit, plan)
+    pruner.cache_dir = Path(cfg.paths.cache_dir) / "saliency"  # one dense model, many percentages
     if cfg.ckpt_path:  # resuming the retraining: the masks it started with, not recomputed ones
         check_checkpoint(cfg.ckpt_path, module, "ckpt_path")
         pruner.masks = masks_from_checkpoint(cfg.ckpt_path)

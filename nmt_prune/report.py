@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from nmt_prune.report_figures import FIGURES
-from nmt_prune.report_medians import medians_section, write_medians
+from nmt_prune.report_medians import distinct, medians_section, write_medians
 from nmt_prune.report_read import COLUMNS, _fmt, collect, write_csv, write_markdown
 from nmt_prune.results import get
 
@@ -51,8 +51,9 @@ def make_report(root: Path, out: Path | None = None, use_wandb: bool | None = No
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     figures, notes = [], []
+    unique = distinct(rows)  # a job two presets ran counts once in the figures' medians
     for fn in FIGURES:  # each returns the files it wrote (*.png) and notes on what it skipped
-        for item in fn(rows, out):
+        for item in fn(unique, out):
             (figures if item.endswith(".png") else notes).append(item)
     write_csv(rows, out / "results.csv")
     recs = write_medians(rows, out)

@@ -139,16 +139,43 @@ def obd(
     estimator: str = "fisher",
     samples: int = 1,
     seed: int = 0,
+    h: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Optimal Brain Damage saliency s_k = 1/2 h_kk w_k^2 (LeCun, Denker & Solla 1989, eq. 5).
 
     The second-order Taylor term with the off-diagonal Hessian terms dropped; the first-order term
     is dropped because the model is trained (at a minimum the gradient vanishes). h_kk comes from
-    ``hessian_diagonal`` over ``examples`` (see there for the estimators).
+    ``hessian_diagonal`` over ``examples`` (see there for the estimators), or is given (``h``).
+
+    The Hessian is the training objective's (LeCun et al.: over the training set); estimated on a
+    sample of it, a weight that no sampled sentence sends a gradient to has h_kk = 0 and scores 0:
+    an embedding row of a word the sample does not contain ranks as free to prune
+    (``zero_curvature`` counts them; docs/study.md, OBD vs magnitude, measures what it costs).
     """
-    h = hessian_diagonal(model, names, examples, estimator, samples, seed)
+    if h is None:
+        h = hessian_diagonal(model, names, examples, estimator, samples, seed)
     params = dict(model.named_parameters())
     return {n: 0.5 * h[n] * params[n].detach().to(h[n].dtype).square() for n in names}
+
+
+def zero_curvature(h: Mapping[str, Tensor]) -> dict[str, int]:
+    """Weights per parameter whose estimated Hessian diagonal is exactly 0 (none omitted)."""
+    counts = {n: int((d == 0).sum()) for n, d in h.items()}
+    return {n: c for n, c in counts.items() if c}
+
+
+def fingerprint(tensors: Iterable[Tensor], *extra: object) -> str:
+    """A content hash of tensors (values, shapes, dtypes, in order) and ``extra``: the key of a
+    cached saliency statistic, so a cache entry can only be read back for the same weights and
+    data."""
+    import hashlib
+
+    sha = hashlib.sha256(repr(extra).encode())
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        sha.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        sha.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return sha.hexdigest()[:16]
 
 
 def _grad_times_weight(

@@ -266,3 +266,38 @@ def test_medians_over_seeds_pair_each_job_with_its_dense_model(sweep, tmp_path):
     ):
         assert recs[(group, 50.0)]["n"] == "1", group
     assert "## Medians over seeds" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_a_seed_run_twice_counts_once_in_the_medians(sweep, tmp_path):
+    """Two presets holding the same job (study_obs and study_no_retrain) must not weigh its seed
+    twice: the repeat leaves n, the seeds and the median as they were, and is shown in ``jobs``."""
+    import shutil
+
+    make_report(sweep, tmp_path / "before", use_wandb=False)
+    shutil.copytree(sweep / "schemes/blind-50-s1", sweep / "repeat/blind-50-s1")
+    make_report(sweep, tmp_path / "after", use_wandb=False)
+
+    def rec(out):
+        with (tmp_path / out / "medians.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        return next(r for r in rows if (r["group"], float(r["pct"])) == ("magnitude/blind", 50.0))
+
+    before, after = rec("before"), rec("after")
+    assert after["n"] == before["n"] == "2" and after["seeds"] == "1 2"
+    assert float(after["median"]) == pytest.approx(float(before["median"]))
+    assert (before["jobs"], after["jobs"]) == ("2", "3") and float(after["repeat_spread"]) == 0.0
+
+
+def test_exact_repeats_are_dropped_for_the_figures_and_differing_ones_kept(sweep):
+    import shutil
+
+    from nmt_prune.report_medians import distinct
+
+    n = len(distinct(collect(sweep)))
+    shutil.copytree(sweep / "schemes/blind-50-s1", sweep / "repeat/blind-50-s1")
+    assert len(collect(sweep)) == n + 1 and len(distinct(collect(sweep))) == n
+    f = sweep / "repeat/blind-50-s1/results.json"
+    res = json.loads(f.read_text())
+    res["test_bleu"] += 0.5  # not the same result: both stay
+    f.write_text(json.dumps(res))
+    assert len(distinct(collect(sweep))) == n + 1

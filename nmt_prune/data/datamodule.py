@@ -210,6 +210,10 @@ class NMTDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     # ----------------------------------------------------------------------- saliency data
+    def train_size(self) -> int:
+        """Training sentences (after filtering): ``sample_examples(n)`` with n >= it takes all."""
+        return len(self.splits["train"].src)
+
     def sample_examples(self, n: int, seed: int) -> list[dict[str, Tensor]]:
         """``n`` training sentences drawn without replacement (seeded), as batches of one."""
         train = self.splits["train"]
