@@ -49,6 +49,7 @@ EXPECTED_JOBS = {
     "study_headline": 4,
     "study_obs": 30,
     "study_obd_all": 14,
+    "study_bf16": 1,
     "study_rpp_lambda": 6,
     "study_l1_lambda": 6,
     "study_l1": 2,
