@@ -8,8 +8,8 @@ range over seeds, paired differences with each seed's dense model; nmt_prune/rep
 also in results.md) and PNG figures, only those the sweep has data for
 (a figure without data is skipped with a note in results.md, never a crash):
 
-- ``bleu_vs_sparsity.png``: test BLEU vs sparsity, one line per method/scheme (median over
-  seeds), solid with retraining, dashed without (the ``pruned.*`` figures of the same jobs);
+- ``bleu_vs_sparsity.png``: test BLEU vs sparsity, without and with retraining side by side, one
+  line per method/scheme/... (median over seeds, band min-max; nmt_prune/report_sparsity.py);
 - ``class_sparsity_pct<P>.png``: percentage pruned per weight class, per method/scheme, at P%;
 - ``class_sensitivity.png``: change in perplexity when one class alone is pruned (``prune.only``);
 - ``ppl_vs_magnitude.png``: that change vs the largest |w| removed from the class;

@@ -16,6 +16,7 @@ from nmt_prune.report_dead import fig_dead_capacity, fig_error_vs_sensitivity, f
 from nmt_prune.report_masks import fig_masks
 from nmt_prune.report_plot import finish as _finish
 from nmt_prune.report_size import fig_size
+from nmt_prune.report_sparsity import fig_bleu_vs_sparsity
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,34 +39,6 @@ def _yscale(ax, values: list[float]) -> None:
         ax.set_yscale("log")
     elif vals and max(abs(v) for v in vals) > 10:
         ax.set_yscale("symlog", linthresh=1.0)
-
-
-def fig_bleu_vs_sparsity(rows, out: Path) -> list[str]:
-    jobs = _pruning_rows(rows)
-    if not jobs:
-        return ["bleu_vs_sparsity: no pruning jobs"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    groups: dict[str, list] = defaultdict(list)
-    for r in jobs:
-        groups[_label(r)].append(r)
-    for i, (label, rs) in enumerate(sorted(groups.items())):
-        color = f"C{i % 10}"
-        pcts = sorted({r["pct"] for r in rs})
-        after = [_median(r["test_bleu"] for r in rs if r["pct"] == p) for p in pcts]
-        after_fit = all(r["timing"] == "after_fit" for r in rs)
-        retrained = after_fit and any(r["retrain_epochs"] not in ("", 0) for r in rs)
-        marker = "osD^vP*"[i % 7]  # lines that coincide stay visible
-        name = f"{label} (retrained)" if retrained else label
-        ax.plot(pcts, after, marker + "-", color=color, mfc="none", label=name)
-        before = [_median(r["pruned_test_bleu"] for r in rs if r["pct"] == p) for p in pcts]
-        if retrained and any(b is not None for b in before):
-            ax.plot(pcts, before, marker + "--", color=color, mfc="none", label=f"{label} (no retraining)")
-    dense = _median(r["dense_test_bleu"] for r in jobs)
-    if dense is not None:
-        ax.axhline(dense, color="k", lw=0.8, ls=":", label=f"dense ({dense:.1f})")
-    xlabel = "sparsity (% of prunable weights pruned)"
-    _finish(fig, ax, "Test BLEU vs sparsity", xlabel, "test BLEU (sacreBLEU)", out / "bleu_vs_sparsity.png")
-    return ["bleu_vs_sparsity.png"]
 
 
 def fig_class_sparsity(rows, out: Path) -> list[str]:

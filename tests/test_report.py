@@ -301,3 +301,23 @@ def test_exact_repeats_are_dropped_for_the_figures_and_differing_ones_kept(sweep
     res["test_bleu"] += 0.5  # not the same result: both stay
     f.write_text(json.dumps(res))
     assert len(distinct(collect(sweep))) == n + 1
+
+
+def test_bleu_vs_sparsity_panels_split_by_retraining_with_every_seed(sweep):
+    """Left panel: jobs evaluated right after pruning, and the before-retraining figures of a
+    retrained line that has no such jobs; right: the retrained jobs. Values per seed, read from
+    the results.json files."""
+    from nmt_prune.report_sparsity import panels
+
+    _job(sweep, "noretrain/blind-50", scheme="blind", pct=50, epochs=0, seed=1)
+    left, right = panels(collect(sweep)).values()
+    res = {s: json.loads((sweep / f"schemes/blind-50-s{s}/results.json").read_text()) for s in (1, 2)}
+    assert sorted(right["magnitude/blind"][50.0]) == sorted(r["test_bleu"] for r in res.values())
+    alone = json.loads((sweep / "noretrain/blind-50/results.json").read_text())["test_bleu"]
+    assert left["magnitude/blind"][50.0] == [alone]  # its own no-retraining job, not the "before"s
+    uniform = sorted(
+        json.loads((sweep / f"schemes/uniform-80-s{s}/results.json").read_text())["pruned"]["test_bleu"]
+        for s in (1, 2)
+    )
+    assert sorted(left["magnitude/uniform"][80.0]) == uniform  # no job of its own: the "before"s
+    assert "snip/blind/at_init" in right and "snip/blind/at_init" not in left  # trained after pruning
