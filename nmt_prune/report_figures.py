@@ -21,6 +21,7 @@ from nmt_prune.report_sparsity import fig_bleu_vs_sparsity
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from nmt_prune.names import class_names
 from nmt_prune.report_read import _label, _pruning_rows
 from nmt_prune.results import get as _get
 
@@ -87,7 +88,8 @@ def fig_class_sensitivity(rows, out: Path) -> list[str]:
     rs = _sensitivity_rows(rows)
     if not rs:
         return ["class_sensitivity: no jobs with prune.only (run +sweep=class_sensitivity)"]
-    classes = list(dict.fromkeys(r["only"] for r in rs))
+    order = class_names(8)  # the model's order, source side first (any depth up to 8 layers)
+    classes = sorted({r["only"] for r in rs}, key=lambda c: (order.index(c) if c in order else len(order), c))
     pcts = sorted({r["pct"] for r in rs})
     fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(classes)), 4.5))
     width = 0.8 / len(pcts)
