@@ -35,6 +35,19 @@ STUDY_PRESETS ?= study_control study_oneshot study_headline study_recipe study_n
 	study_obs study_obs_retrain study_rpp_lambda study_rpp study_l1_lambda study_l1 study_size_dense study_size_pruned study_sensitivity study_methods study_schedules study_sgd study_rewind study_snip study_snip_init \
 	study_snip_data study_bf16
 
+CKPT ?=
+#: what the GPU machine's image lacks (it has torch, lightning, sacrebleu, matplotlib, pytest); pure Python
+DEVICE_WHEELS ?= hydra-core==1.3.2 omegaconf==2.3.0 sacremoses==0.1.1 hydra-joblib-launcher==1.2.0
+device-data:  ## device/ (git-ignored) for a GPU session's carry: Multi30k, a weights-only CKPT, wheels (README "On a GPU")
+	@test -n "$(CKPT)" || { echo "CKPT=path/to/best.ckpt is required (e.g. a dense cache entry's)"; exit 2; }
+	mkdir -p device/whl && rm -rf device/multi30k && cp -r $(DATA_ROOT) device/multi30k
+	$(PY) -c "import sys, torch; c = torch.load(sys.argv[1], map_location='cpu', weights_only=True); \
+	[c.pop(k, None) for k in ('optimizer_states', 'lr_schedulers', 'loops', 'callbacks')]; torch.save(c, 'device/dense.ckpt')" $(CKPT)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+	  -d device/whl $(DEVICE_WHEELS)
+	$(PY) -m pip wheel -q --no-deps -w device/whl antlr4-python3-runtime==4.9.3  # omegaconf's; an sdist only
+	@du -sh device
+
 study:  ## the converged seed study (docs/study.md), one 1-thread job at a time; re-run to continue
 	$(PY) -m nmt_prune.study restore docs/study/runs $(STUDY)
 	$(PY) -m nmt_prune.study plan $(STUDY) $(STUDY_PRESETS) $(if $(FORCE),,--strict) -- $(ARGS)

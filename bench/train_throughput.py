@@ -63,10 +63,10 @@ def batches_and_state(args) -> tuple[list[dict], dict]:
     return out, {"src_vocab": itos(6224), "tgt_vocab": itos(8024), "src_tok": tok, "tgt_tok": tok}
 
 
-def make_module(state: dict) -> NMTModule:
+def make_module(state: dict, model: dict | None = None) -> NMTModule:
     torch.manual_seed(0)
     m = NMTModule(
-        model=dict(SMALL),
+        model=dict(model or SMALL),
         optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
         lr_schedule={"name": "none"},
         eval={},
@@ -81,16 +81,31 @@ def ntokens(batches: list[dict]) -> int:
     return sum(int((b["tgt_out"] != PAD_ID).sum()) for b in batches)
 
 
-def plain_loop(batches: list[dict], warmup: int, state: dict, naive: bool, bf16: bool = False) -> float:
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()  # CUDA work is asynchronous: time what has run, not what is queued
+
+
+def plain_loop(
+    batches: list[dict],
+    warmup: int,
+    state: dict,
+    naive: bool,
+    bf16: bool = False,
+    model: dict | None = None,
+    device: str = "cpu",
+) -> float:
     """A hand-written training loop. ``naive``: full (B, T, V) logits and a mean loss, as most
     seq2seq code does; otherwise the module's own loss (softmax on real target positions only).
-    ``bf16``: the forward under CPU autocast to bfloat16 (what trainer.precision=bf16-mixed does)."""
-    module = make_module(state).train()
+    ``bf16``: the forward under autocast to bfloat16 (what trainer.precision=bf16-mixed does)."""
+    module = make_module(state, model).train().to(device)
     opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+    batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
     for i, b in enumerate(batches):
         if i == warmup:
+            _sync(device)
             t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             if naive:
                 logits = module.model(b["src"], b["src_len"], b["tgt_in"])
                 loss = F.cross_entropy(logits.flatten(0, 1), b["tgt_out"].flatten(), ignore_index=PAD_ID)
@@ -100,25 +115,42 @@ def plain_loop(batches: list[dict], warmup: int, state: dict, naive: bool, bf16:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
         opt.step()
+    _sync(device)
     return ntokens(batches[warmup:]) / (time.perf_counter() - t0)
 
 
 class _Clock(pl.Callback):
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.t0, self.t1 = warmup, 0.0, 0.0
+    def __init__(self, warmup: int, device: str = "cpu") -> None:
+        self.warmup, self.device, self.t0, self.t1 = warmup, device, 0.0, 0.0
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         if batch_idx == self.warmup:
+            _sync(self.device)
             self.t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if batch_idx == trainer.num_training_batches - 1:
+            _sync(self.device)
         self.t1 = time.perf_counter()
 
 
-def lightning_loop(batches: list[dict], warmup: int, state: dict) -> float:
-    module = make_module(state)
-    clock = _Clock(warmup)
+def lightning_loop(
+    batches: list[dict],
+    warmup: int,
+    state: dict,
+    model: dict | None = None,
+    device: str = "cpu",
+    precision: str = "32-true",
+    callbacks: list | None = None,
+) -> float:
+    """The project's module through a Lightning Trainer (``device``: cpu or cuda; ``callbacks``
+    e.g. the mask callback)."""
+    module = make_module(state, model)
+    clock = _Clock(warmup, device)
     trainer = pl.Trainer(
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        precision=precision,
         max_epochs=1,
         logger=False,
         enable_checkpointing=False,
@@ -126,7 +158,7 @@ def lightning_loop(batches: list[dict], warmup: int, state: dict) -> float:
         enable_model_summary=False,
         gradient_clip_val=5.0,
         limit_val_batches=0,
-        callbacks=[clock],
+        callbacks=[clock, *(callbacks or [])],
     )
     loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
     trainer.fit(module, train_dataloaders=loader)
