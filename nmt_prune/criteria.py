@@ -12,7 +12,6 @@ its test against an independent reference.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,31 +122,21 @@ def _obd(ctx: Context) -> Scores:
 
 
 def _hessian_diagonal(ctx: Context, examples: list) -> tuple[dict[str, Tensor], bool]:
-    """OBD's Hessian diagonal, read from ``ctx.cache`` when the same weights, data and settings
-    made it before (a sweep prunes one dense model at many percentages; on the whole training
-    set the estimate takes about 20 min at 1 thread), else computed and stored there."""
-    import torch
+    """OBD's Hessian diagonal, from ``ctx.cache`` when the same weights, sentences and settings
+    made it before (nmt_prune/stat_cache.py), else computed (and stored there)."""
+    from nmt_prune import stat_cache
 
-    s, sal = ctx.settings, _saliency()
-    params = dict(ctx.model.named_parameters())
+    s, params = ctx.settings, dict(ctx.model.named_parameters())
 
     def compute() -> dict[str, Tensor]:
+        sal = _saliency()
         return sal.hessian_diagonal(ctx.model, ctx.names, examples, s["estimator"], s["samples"], ctx.seed)
 
-    if ctx.cache is None or s["estimator"] == "exact":
+    if s["estimator"] == "exact":  # tiny models only: nothing worth keeping
         return compute(), False
     tensors = [params[n] for n in ctx.names] + [t for b in examples for t in (b["src"], b["tgt_out"])]
-    key = sal.fingerprint(tensors, "obd", ctx.names, s["estimator"], s["samples"], ctx.seed)
-    f = ctx.cache / f"obd-hessian-{key}.pt"
-    if f.is_file():
-        log.info("OBD Hessian diagonal read from the cache (%s)", f)
-        return torch.load(f, map_location=params[ctx.names[0]].device, weights_only=True), True
-    h = compute()
-    ctx.cache.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(f".tmp{os.getpid()}")
-    torch.save({n: t.cpu() for n, t in h.items()}, tmp)
-    os.replace(tmp, f)  # atomic: a concurrent job reads a whole file or none
-    return h, False
+    key = stat_cache.fingerprint(tensors, "obd", ctx.names, s["estimator"], s["samples"], ctx.seed)
+    return stat_cache.cached(ctx.cache, "obd-hessian", key, compute, params[ctx.names[0]].device)
 
 
 def _batches(ctx: Context, name: str, fraction: int | float) -> tuple[list[dict], dict[str, Any]]:

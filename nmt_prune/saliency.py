@@ -164,20 +164,6 @@ def zero_curvature(h: Mapping[str, Tensor]) -> dict[str, int]:
     return {n: c for n, c in counts.items() if c}
 
 
-def fingerprint(tensors: Iterable[Tensor], *extra: object) -> str:
-    """A content hash of tensors (values, shapes, dtypes, in order) and ``extra``: the key of a
-    cached saliency statistic, so a cache entry can only be read back for the same weights and
-    data."""
-    import hashlib
-
-    sha = hashlib.sha256(repr(extra).encode())
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        sha.update(f"{tuple(t.shape)}{t.dtype}".encode())
-        sha.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return sha.hexdigest()[:16]
-
-
 def _grad_times_weight(
     model: nn.Module, names: Sequence[str], batches: Iterable[dict[str, Tensor]], label: str
 ):

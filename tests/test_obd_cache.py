@@ -53,3 +53,16 @@ def test_the_hessian_is_read_back_only_for_the_same_weights_and_data(toy_dm, tmp
     other_data.compute_masks(model, toy_dm)
     assert not moved.data_used["hessian_cached"] and not other_data.data_used["hessian_cached"]
     assert len(list((tmp_path / "saliency").glob("obd-hessian-*.pt"))) == 3
+
+
+def test_a_damaged_cache_entry_is_computed_again_not_trusted(toy_dm, tmp_path):
+    model = tiny_module(toy_dm).model
+    first = _pruner(tmp_path)
+    m1 = first.compute_masks(model, toy_dm)
+    (entry,) = (tmp_path / "saliency").glob("obd-hessian-*.pt")
+    entry.write_bytes(entry.read_bytes()[:100])  # a truncated file (a full disk, a killed copy)
+    again = _pruner(tmp_path)
+    m2 = again.compute_masks(model, toy_dm)
+    assert not again.data_used["hessian_cached"]
+    assert all(torch.equal(m1.masks[n], m2.masks[n]) for n in m1.masks)
+    assert _pruner(tmp_path).compute_masks(model, toy_dm) and torch.load(entry, weights_only=True)
