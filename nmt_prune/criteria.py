@@ -110,14 +110,18 @@ def _obd(ctx: Context) -> Scores:
         "hessian_cached": cached,
     }
     if zero:
+        n_zero, everything = sum(zero.values()), ctx.dm.train_size()
         total = sum(h[n].numel() for n in ctx.names)
-        log.warning(
-            "OBD: %d of %d weights (%.1f%%) have zero estimated curvature (%s): no sentence of the "
-            "%d-sentence sample sends them a gradient, so they score 0 and are pruned first; "
-            "prune.obd.sentences=%d estimates on the whole training set",
-            sum(zero.values()), total, 100 * sum(zero.values()) / total,
-            ", ".join(f"{n} {c}" for n, c in zero.items()), len(examples), ctx.dm.train_size(),
-        )  # fmt: skip
+        where = ", ".join(f"{n} {c}" for n, c in zero.items())
+        if len(examples) < everything:
+            log.warning(
+                "OBD: %d of %d weights (%.1f%%) have zero estimated curvature (%s): no sentence of the "
+                "%d-sentence sample sends them a gradient, so they score 0 and are pruned first; "
+                "prune.obd.sentences=%d estimates on the whole training set",
+                n_zero, total, 100 * n_zero / total, where, len(examples), everything,
+            )  # fmt: skip
+        else:  # rows no training sentence uses (padding, unused symbols): free to prune indeed
+            log.info("OBD: %d weights get no gradient from any training sentence (%s)", n_zero, where)
     return sal.obd(ctx.model, ctx.names, examples, h=h), used
 
 
