@@ -12,10 +12,13 @@ import yaml
 
 from nmt_prune.results import PATH_COLUMNS, get, path_values
 
-#: the retraining LR factor a line is labelled with only when it differs (conf/prune/default.yaml)
-DEFAULT_LR_FACTOR = yaml.safe_load(
+_PRUNE_DEFAULTS = yaml.safe_load(
     (Path(__file__).resolve().parents[1] / "conf" / "prune" / "default.yaml").read_text()
-)["retrain"]["lr_factor"]
+)
+#: the retraining LR factor a line is labelled with only when it differs (conf/prune/default.yaml)
+DEFAULT_LR_FACTOR = _PRUNE_DEFAULTS["retrain"]["lr_factor"]
+#: OBD's Hessian sample, likewise: a line on another amount (the whole training set) is its own
+DEFAULT_OBD_SENTENCES = _PRUNE_DEFAULTS["obd"]["sentences"]
 
 #: the csv's columns: what the report computes per job, then the values read from results.json
 COLUMNS = [
@@ -216,6 +219,8 @@ def _label(r: dict[str, Any]) -> str:
         parts.append(f"rewind={r['rewind']}")
     if r.get("phase"):
         parts.append(r["phase"])
+    if r["method"] == "obd" and r.get("data_sentences") not in ("", None, DEFAULT_OBD_SENTENCES):
+        parts.append(f"H on {r['data_sentences']} sentences")
     if r.get("lr_factor") not in ("", None, DEFAULT_LR_FACTOR) and r.get("retrain_epochs") not in ("", 0):
         parts.append(f"retrain lr x{r['lr_factor']:g}")
     if r.get("only"):

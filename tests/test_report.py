@@ -53,7 +53,11 @@ def _job(root: Path, name: str, **kw) -> None:
         "retrain": {"epochs": kw.get("epochs", 2)},
         "only": kw.get("only"),
         "snip": {"fraction": kw.get("fraction", 1)},
-        "data_used": {"sentences": 64 * kw.get("fraction", 1)} if method == "snip" else {},
+        "data_used": {"sentences": 64 * kw.get("fraction", 1)}
+        if method == "snip"
+        else {"sentences": kw.get("obd_sentences", 1000)}
+        if method == "obd"
+        else {},
         "max_pruned_abs_by_class": {c: 0.001 * pct for c in CLASSES},
     }
     if kw.get("rpp"):  # a sparsifying phase before the pruning (nmt_prune/rpp.py)
@@ -321,3 +325,17 @@ def test_bleu_vs_sparsity_panels_split_by_retraining_with_every_seed(sweep):
     )
     assert sorted(left["magnitude/uniform"][80.0]) == uniform  # no job of its own: the "before"s
     assert "snip/blind/at_init" in right and "snip/blind/at_init" not in left  # trained after pruning
+
+
+def test_obd_on_another_amount_of_data_is_a_line_of_its_own(sweep):
+    """OBD's Hessian on the whole training set is another estimate than on the default sample:
+    not a seed of the same line (the medians would mix them)."""
+    from nmt_prune.report_read import _label
+
+    _job(sweep, "obd/sample", method="obd", pct=50, epochs=0, seed=1)
+    _job(sweep, "obd/all", method="obd", pct=50, epochs=0, seed=1, obd_sentences=28998)
+    labels = {r["job"]: _label(r) for r in collect(sweep) if r["method"] == "obd"}
+    assert labels == {
+        "obd/sample": "obd/blind/no retraining",
+        "obd/all": "obd/blind/H on 28998 sentences/no retraining",
+    }
