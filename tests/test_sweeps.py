@@ -50,6 +50,8 @@ EXPECTED_JOBS = {
     "study_obs": 30,
     "study_obd_all": 14,
     "study_bf16": 1,
+    "study_rpp_equal": 2,
+    "study_l1_equal": 2,
     "study_rpp_lambda": 6,
     "study_l1_lambda": 6,
     "study_l1": 2,
