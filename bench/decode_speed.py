@@ -22,6 +22,7 @@ from torch import Tensor
 from nmt_prune.data.datamodule import collate
 from nmt_prune.data.text import BOS_ID, EOS_ID, PAD_ID, encode_source
 from nmt_prune.module import NMTModule
+from nmt_prune.runtime import keep_freed_memory
 from nmt_prune.search import beam_search, length_limits, length_penalty
 
 
@@ -99,7 +100,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--default-malloc", action="store_true", help="skip keep_freed_memory() (run.py applies it)")
     args = ap.parse_args()
+    if not args.default_malloc:
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
     module = NMTModule.from_checkpoint(args.checkpoint)
     lines = Path(args.data_root, args.split).read_text(encoding="utf-8").splitlines()
@@ -119,7 +123,7 @@ def main() -> None:
     ref, new = statistics.median(times["reference"]), statistics.median(times["new"])
     print(
         f"{len(lines)} sentences, beam {args.beam}, batch {args.batch_size}, {args.threads} threads, "
-        f"median of {args.rounds} rounds"
+        f"median of {args.rounds} rounds, malloc={'default' if args.default_malloc else 'keep_freed_memory'}"
     )
     print(f"reference: {ref:.2f} s ({len(lines) / ref:.1f} sentences/s)")
     print(f"new:       {new:.2f} s ({len(lines) / new:.1f} sentences/s)")
