@@ -128,7 +128,8 @@ def test_job_directories_are_named_after_their_overrides():
     )
 
 
-@pytest.mark.integration  # an end-to-end run or subprocess: make test leaves it to CI
+# not `integration`: the check takes under a second, and make test must catch a preset added
+# without its W&B sweep file (CI failed on exactly that on 2026-11-22)
 def test_wandb_sweep_files_are_current_and_name_real_keys(tmp_path):
     p = subprocess.run(
         [sys.executable, "-m", "nmt_prune.wandb_sweeps", "--check"], cwd=ROOT, capture_output=True, text=True
