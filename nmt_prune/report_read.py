@@ -33,6 +33,7 @@ COLUMNS = [
     "schedule",
     "rewind",
     "retrain_epochs",
+    "retrain_until",
     "only",
     "init",
     "seed",
@@ -108,6 +109,7 @@ def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
         "schedule": p.get("schedule", "one_shot") if not dense_job else "",
         "rewind": p.get("rewind", "none") if not dense_job else "",
         "retrain_epochs": get(p, "retrain", "epochs", default=""),
+        "retrain_until": get(p, "retrain", "until", default="") if not dense_job else "",
         "only": p.get("only") or "",
         "init": get(cfg, "init", "scheme", default=ov.get("init", "")),
         "seed": cfg.get("seed", ov.get("seed", "")),
@@ -151,7 +153,34 @@ def collect(root: Path) -> list[dict[str, Any]]:
             ]
             res = {"status": "failed", "error": "no results.json (the job was killed?)", "overrides": ov}
             rows.append(_row(str(h.parent.relative_to(root)) or ".", res))
+    _name_budgets(rows)
     return rows
+
+
+def _budget(r: dict[str, Any]) -> str:
+    """A retrained job's retraining budget (``converged``, ``6 ep``); "" where none applies."""
+    if r["status"] != "ok" or r.get("timing") != "after_fit" or r.get("rewind") not in ("none", ""):
+        return ""
+    if r.get("retrain_until") == "converged":
+        return "converged"
+    return f"{r['retrain_epochs']} ep" if r.get("retrain_epochs") not in ("", 0, None) else ""
+
+
+def _name_budgets(rows: list[dict[str, Any]]) -> None:
+    """Jobs that differ only in their retraining budget (study_schedules' 6 fixed epochs beside
+    study_oneshot's converged retraining) must not be one line, or the medians would take a
+    6-epoch job for another seed of the converged one. Where a line holds several budgets, every
+    fixed budget becomes part of the label (``magnitude/uniform/retrain 6 ep``); the converged
+    jobs keep the plain label, so a report of one budget is labelled as before."""
+    budgets: dict[str, set[str]] = {}
+    for r in rows:
+        if _budget(r):
+            budgets.setdefault(r["group"], set()).add(_budget(r))
+    for r in rows:
+        b = _budget(r)
+        if b and b != "converged" and len(budgets[r["group"]]) > 1:
+            r["_budget"] = f"retrain {b}"
+            r["group"] = _label(r)
 
 
 # --------------------------------------------------------------------------------- tables
@@ -223,6 +252,8 @@ def _label(r: dict[str, Any]) -> str:
         parts.append(f"H on {r['data_sentences']} sentences")
     if r.get("lr_factor") not in ("", None, DEFAULT_LR_FACTOR) and r.get("retrain_epochs") not in ("", 0):
         parts.append(f"retrain lr x{r['lr_factor']:g}")
+    if r.get("_budget"):
+        parts.append(r["_budget"])
     if r.get("only"):
         parts.append(f"only={r['only']}")
     elif r.get("timing") == "after_fit" and r.get("retrain_epochs") == 0:

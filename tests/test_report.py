@@ -64,6 +64,8 @@ def _job(root: Path, name: str, **kw) -> None:
         prune["rpp"] = kw["rpp"]
     if kw.get("lr_factor"):
         prune["retrain"]["lr_factor"] = kw["lr_factor"]
+    if kw.get("until"):
+        prune["retrain"]["until"] = kw["until"]
     bleu = 30 - pct / 5 + float(torch.rand(1, generator=g))
     res = {
         "status": "ok",
@@ -270,6 +272,27 @@ def test_medians_over_seeds_pair_each_job_with_its_dense_model(sweep, tmp_path):
     ):
         assert recs[(group, 50.0)]["n"] == "1", group
     assert "## Medians over seeds" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_a_fixed_retraining_budget_beside_converged_jobs_is_a_line_of_its_own(sweep, tmp_path):
+    """study_schedules' one-shot jobs (6 fixed retraining epochs) beside study_oneshot's converged
+    ones, same scheme, pct and seed: two lines, each with its own job, never two "seeds" of one;
+    the converged line keeps the plain label."""
+    _job(sweep, "conv/uniform-80", scheme="uniform", pct=80, seed=1, until="converged", epochs=24)
+    _job(sweep, "fixed/uniform-80", scheme="uniform", pct=80, seed=1, epochs=6)
+    make_report(sweep, tmp_path / "out", use_wandb=False)
+    with (tmp_path / "out" / "medians.csv").open() as f:
+        recs = {(r["group"], float(r["pct"])): r for r in csv.DictReader(f)}
+
+    def bleu(job):
+        return json.loads((sweep / job / "results.json").read_text())["test_bleu"]
+
+    conv, fixed = recs[("magnitude/uniform", 80.0)], recs[("magnitude/uniform/retrain 6 ep", 80.0)]
+    assert (conv["n"], conv["jobs"], fixed["n"], fixed["jobs"]) == ("1", "1", "1", "1")
+    assert float(conv["median"]) == pytest.approx(bleu("conv/uniform-80"))
+    assert float(fixed["median"]) == pytest.approx(bleu("fixed/uniform-80"))
+    labels = {r["job"]: r["group"] for r in collect(sweep)}
+    assert labels["schemes/blind-50-s1"] == "magnitude/blind"  # a line of one budget: as before
 
 
 def test_a_seed_run_twice_counts_once_in_the_medians(sweep, tmp_path):
