@@ -157,7 +157,7 @@ def collect(root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _budget(r: dict[str, Any]) -> str:
+def retrain_budget(r: dict[str, Any]) -> str:
     """A retrained job's retraining budget (``converged``, ``6 ep``); "" where none applies."""
     if r["status"] != "ok" or r.get("timing") != "after_fit" or r.get("rewind") not in ("none", ""):
         return ""
@@ -174,10 +174,10 @@ def _name_budgets(rows: list[dict[str, Any]]) -> None:
     jobs keep the plain label, so a report of one budget is labelled as before."""
     budgets: dict[str, set[str]] = {}
     for r in rows:
-        if _budget(r):
-            budgets.setdefault(r["group"], set()).add(_budget(r))
+        if retrain_budget(r):
+            budgets.setdefault(r["group"], set()).add(retrain_budget(r))
     for r in rows:
-        b = _budget(r)
+        b = retrain_budget(r)
         if b and b != "converged" and len(budgets[r["group"]]) > 1:
             r["_budget"] = f"retrain {b}"
             r["group"] = _label(r)

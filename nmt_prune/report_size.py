@@ -1,8 +1,14 @@
 """Report figure ``size.png``: prune large or train small? (Zhu & Gupta 2017): test BLEU against
 the number of nonzero parameters (biases included), one line per family: the dense models of
 each width (``study_size_dense``; the pruned jobs' own dense baseline adds its width), and each
-pruned family (a width and scheme pruned to several counts, ``study_size_pruned``). Medians over
-seeds. Drawn when the rows hold models of at least two widths.
+pruned family (a width and a report line pruned to several counts, ``study_size_pruned``). Medians
+over seeds. Drawn when the rows hold models of at least two widths.
+
+A family is a report line (``report_read``: method, scheme, and whatever else distinguishes a
+job but its seed) at one width. Lines without retraining are not drawn; where the rows hold
+converged retrainings, fixed retraining budgets are not drawn either: the study's dense widths are
+trained to convergence, and its no-retraining and 6-epoch jobs of the same method and scheme would
+otherwise crowd the figure with lines that answer another question.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from nmt_prune.report_plot import finish  # noqa: E402
+from nmt_prune.report_read import retrain_budget  # noqa: E402
 from nmt_prune.results import get as _get  # noqa: E402
 
 
@@ -25,6 +32,9 @@ def size_points(rows: list[dict[str, Any]]) -> dict[str, dict[int, list[float]]]
     """family -> nonzero parameters -> test BLEUs (one per job/seed)."""
     fam: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     baselines: dict[tuple[int, Any], float] = {}  # (parameters, seed) -> the pruned jobs' dense BLEU
+    budgets = {retrain_budget(r) for r in rows if r["status"] == "ok"} - {""}
+    if "converged" in budgets:
+        budgets = {"converged"}
     for r in rows:
         res = r["_res"]
         nonzero, width = _get(res, "params", "nonzero"), _get(res, "config", "model", "hidden_size")
@@ -33,7 +43,9 @@ def size_points(rows: list[dict[str, Any]]) -> dict[str, dict[int, list[float]]]
         if r["method"] == "dense":
             fam["dense"][nonzero].append(r["test_bleu"])
             continue
-        fam[f"{width} pruned, {r['method']}/{r['scheme']}"][nonzero].append(r["test_bleu"])
+        if r["method"] == "dense control" or not retrain_budget(r) or retrain_budget(r) not in budgets:
+            continue
+        fam[f"{width} pruned, {r['group']}"][nonzero].append(r["test_bleu"])
         total, dense_bleu = _get(res, "params", "total"), _get(res, "dense", "test_bleu")
         if total is not None and dense_bleu is not None:
             baselines[(total, r["seed"])] = dense_bleu

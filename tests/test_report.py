@@ -224,12 +224,37 @@ def test_report_logs_figures_and_table_to_wandb_offline(tmp_path, monkeypatch):
 
 
 def test_size_points_are_families_at_their_nonzero_counts(sweep):
-    rows = [r for r in collect(sweep) if "size/" in r["job"]]
-    fam = size_points(rows)
+    _job(
+        sweep,
+        "size/no-retrain",
+        width=256,
+        nonzero=10**6,
+        total=8_270_000,
+        scheme="uniform",
+        pct=88,
+        epochs=0,
+    )
+    fam = size_points([r for r in collect(sweep) if "size/" in r["job"]])
+    # the no-retraining job at 1M nonzero parameters is a line of its own, not drawn
     assert set(fam) == {"dense", "256 pruned, magnitude/uniform"}
     assert sorted(fam["256 pruned, magnitude/uniform"]) == [1_600_000, 3_500_000]
     # the dense widths, and the pruned jobs' own baseline (one seed: counted once) at 8.27M
     assert sorted(fam["dense"]) == [1_600_000, 3_500_000, 8_270_000] and fam["dense"][8_270_000] == [31.0]
+    # a converged retraining of the same line: the 2-epoch jobs become their own line, and where
+    # converged jobs exist (the dense widths are converged) the fixed budgets are not drawn
+    _job(
+        sweep,
+        "size/conv",
+        width=256,
+        nonzero=1_200_000,
+        total=8_270_000,
+        scheme="uniform",
+        pct=85,
+        until="converged",
+    )
+    fam = size_points([r for r in collect(sweep) if "size/" in r["job"]])
+    assert set(fam) == {"dense", "256 pruned, magnitude/uniform"}
+    assert sorted(fam["256 pruned, magnitude/uniform"]) == [1_200_000]
 
 
 def test_retrain_curves_are_medians_over_seeds_per_epoch(sweep):
