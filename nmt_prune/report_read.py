@@ -20,6 +20,13 @@ DEFAULT_LR_FACTOR = _PRUNE_DEFAULTS["retrain"]["lr_factor"]
 #: OBD's Hessian sample, likewise: a line on another amount (the whole training set) is its own
 DEFAULT_OBD_SENTENCES = _PRUNE_DEFAULTS["obd"]["sentences"]
 
+#: the model a line is labelled with only when it differs: its width (``model.hidden_size``)
+DEFAULT_WIDTH = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "conf" / "model" / "small.yaml").read_text()
+)["hidden_size"]
+#: trainer.precision values that are Lightning's fp32 default (a line says any other)
+FP32 = ("", None, 32, "32", "32-true")
+
 #: the csv's columns: what the report computes per job, then the values read from results.json
 COLUMNS = [
     "job",
@@ -40,6 +47,8 @@ COLUMNS = [
     "snip_data",
     "phase",
     "lr_factor",
+    "width",
+    "precision",
     *PATH_COLUMNS,
 ]
 
@@ -116,6 +125,8 @@ def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
         "snip_data": _snip_data(p.get("snip") or {}) if p.get("method") == "snip" else "",
         "phase": _phase(get(cfg, "prune", default={}) or {}),
         "lr_factor": get(cfg, "prune", "retrain", "lr_factor", default=""),
+        "width": get(cfg, "model", "hidden_size", default=""),
+        "precision": get(cfg, "trainer", "precision", default=""),
         **path_values(res),
     }
     if not dense_job and row["pct"] == 0 and res.get("prune") is not None:
@@ -154,7 +165,19 @@ def collect(root: Path) -> list[dict[str, Any]]:
             res = {"status": "failed", "error": "no results.json (the job was killed?)", "overrides": ov}
             rows.append(_row(str(h.parent.relative_to(root)) or ".", res))
     _name_budgets(rows)
+    _name_widths(rows)
     return rows
+
+
+def _name_widths(rows: list[dict[str, Any]]) -> None:
+    """Where the rows hold models of several widths (study_size_dense), a job of another width than
+    the study's model (``conf/model/small.yaml``) is a line of its own: ``dense/width 128`` is not
+    another seed of ``dense``. A report of one width is labelled as before."""
+    if len({r["width"] for r in rows} - {"", None}) > 1:
+        for r in rows:
+            if r["width"] not in ("", None, DEFAULT_WIDTH):
+                r["_width"] = True
+                r["group"] = _label(r)
 
 
 def retrain_budget(r: dict[str, Any]) -> str:
@@ -237,9 +260,14 @@ def _sort_key(r: dict[str, Any]) -> tuple:
 
 def _label(r: dict[str, Any]) -> str:
     """The line a job belongs to: method/scheme plus whatever else distinguishes it."""
+    model = []  # another width or precision than the study's model: a line of its own
+    if r.get("_width"):
+        model.append(f"width {r['width']}")
+    if r.get("precision") not in FP32:
+        model.append(str(r["precision"]))
     if r["method"] in ("dense", "dense control"):
-        return r["method"]
-    parts = [str(r["method"]), str(r["scheme"])]
+        return "/".join([r["method"], *model])
+    parts = [str(r["method"]), str(r["scheme"]), *model]
     if r.get("timing") in ("at_init", "during"):
         parts.append(r["timing"])
     if r.get("schedule") not in ("", "one_shot", None):

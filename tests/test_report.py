@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -240,6 +241,8 @@ def test_size_points_are_families_at_their_nonzero_counts(sweep):
     assert sorted(fam["256 pruned, magnitude/uniform"]) == [1_600_000, 3_500_000]
     # the dense widths, and the pruned jobs' own baseline (one seed: counted once) at 8.27M
     assert sorted(fam["dense"]) == [1_600_000, 3_500_000, 8_270_000] and fam["dense"][8_270_000] == [31.0]
+    dense = {r["job"]: r["group"] for r in collect(sweep) if r["method"] == "dense"}
+    assert dense == {"size/dense-64": "dense/width 64", "size/dense-128": "dense/width 128"}
     # a converged retraining of the same line: the 2-epoch jobs become their own line, and where
     # converged jobs exist (the dense widths are converged) the fixed budgets are not drawn
     _job(
@@ -387,3 +390,19 @@ def test_obd_on_another_amount_of_data_is_a_line_of_its_own(sweep):
         "obd/sample": "obd/blind/no retraining",
         "obd/all": "obd/blind/H on 28998 sentences/no retraining",
     }
+
+
+def test_a_line_is_every_setting_that_changes_results_but_the_seed(tmp_path):
+    """Dense models of another precision (study_bf16) or width are lines of their own, not more
+    seeds of the study's dense model; one width alone is labelled as before."""
+    for name, width, precision in (("fp32", 256, None), ("bf16", 256, "bf16-mixed"), ("w128", 128, None)):
+        _job(tmp_path / "s", name, width=width, nonzero=width, dense=True, pct=0)
+        if precision:
+            f = tmp_path / "s" / name / "results.json"
+            res = json.loads(f.read_text())
+            res["config"]["trainer"] = {"precision": precision}
+            f.write_text(json.dumps(res))
+    groups = {r["job"]: r["group"] for r in collect(tmp_path / "s")}
+    assert groups == {"fp32": "dense", "bf16": "dense/bf16-mixed", "w128": "dense/width 128"}
+    shutil.rmtree(tmp_path / "s" / "w128")
+    assert {r["group"] for r in collect(tmp_path / "s")} == {"dense", "dense/bf16-mixed"}
