@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from nmt_prune.report_plot import finish  # noqa: E402
-from nmt_prune.report_read import retrain_budget  # noqa: E402
+from nmt_prune.report_read import FP32, retrain_budget  # noqa: E402
 from nmt_prune.results import get as _get  # noqa: E402
 
 
@@ -39,6 +39,8 @@ def size_points(rows: list[dict[str, Any]]) -> dict[str, dict[int, list[float]]]
         res = r["_res"]
         nonzero, width = _get(res, "params", "nonzero"), _get(res, "config", "model", "hidden_size")
         if r["status"] != "ok" or r["test_bleu"] is None or nonzero is None or r["only"]:
+            continue
+        if r["precision"] not in FP32:  # the figure compares fp32 models (study_bf16 is not a width)
             continue
         if r["method"] == "dense":
             fam["dense"][nonzero].append(r["test_bleu"])

@@ -404,5 +404,7 @@ def test_a_line_is_every_setting_that_changes_results_but_the_seed(tmp_path):
             f.write_text(json.dumps(res))
     groups = {r["job"]: r["group"] for r in collect(tmp_path / "s")}
     assert groups == {"fp32": "dense", "bf16": "dense/bf16-mixed", "w128": "dense/width 128"}
+    dense = size_points(collect(tmp_path / "s"))["dense"]
+    assert sorted(dense) == [128, 256] and len(dense[256]) == 1  # fp32 only: the bf16 model is not drawn
     shutil.rmtree(tmp_path / "s" / "w128")
     assert {r["group"] for r in collect(tmp_path / "s")} == {"dense", "dense/bf16-mixed"}
