@@ -31,7 +31,10 @@ from nmt_prune.results import get as _get  # noqa: E402
 def size_points(rows: list[dict[str, Any]]) -> dict[str, dict[int, list[float]]]:
     """family -> nonzero parameters -> test BLEUs (one per job/seed)."""
     fam: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    baselines: dict[tuple[int, Any], float] = {}  # (parameters, seed) -> the pruned jobs' dense BLEU
+    # (parameters, the dense model) -> its test BLEU: each dense model the pruned jobs started from
+    # counted once; a model is its cache key where recorded (one seed trained by two code versions
+    # is two models), else its seed
+    baselines: dict[tuple[int, Any], float] = {}
     budgets = {retrain_budget(r) for r in rows if r["status"] == "ok"} - {""}
     if "converged" in budgets:
         budgets = {"converged"}
@@ -50,8 +53,8 @@ def size_points(rows: list[dict[str, Any]]) -> dict[str, dict[int, list[float]]]
         fam[f"{width} pruned, {r['group']}"][nonzero].append(r["test_bleu"])
         total, dense_bleu = _get(res, "params", "total"), _get(res, "dense", "test_bleu")
         if total is not None and dense_bleu is not None:
-            baselines[(total, r["seed"])] = dense_bleu
-    for (total, _), bleu in baselines.items():  # each seed's baseline counted once
+            baselines[(total, _get(res, "dense", "cache_key") or r["seed"])] = dense_bleu
+    for (total, _), bleu in baselines.items():
         fam["dense"][total].append(bleu)
     return fam
 

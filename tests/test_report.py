@@ -258,6 +258,14 @@ def test_size_points_are_families_at_their_nonzero_counts(sweep):
     fam = size_points([r for r in collect(sweep) if "size/" in r["job"]])
     assert set(fam) == {"dense", "256 pruned, magnitude/uniform"}
     assert sorted(fam["256 pruned, magnitude/uniform"]) == [1_200_000]
+    assert fam["dense"][8_270_000] == [31.0]  # the same dense model (seed 1) counted once
+    # the same seed's dense model trained again by other code (another cache key): a second model
+    _job(sweep, "size/conv2", width=256, nonzero=1_000_000, total=8_270_000, pct=88, until="converged")
+    res = json.loads((sweep / "size/conv2/results.json").read_text())
+    res["dense"] |= {"test_bleu": 32.0, "cache_key": "b" * 16}
+    (sweep / "size/conv2/results.json").write_text(json.dumps(res))
+    fam = size_points([r for r in collect(sweep) if "size/" in r["job"]])
+    assert sorted(fam["dense"][8_270_000]) == [31.0, 32.0]
 
 
 def test_retrain_curves_are_medians_over_seeds_per_epoch(sweep):
