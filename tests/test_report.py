@@ -259,6 +259,21 @@ def test_size_points_are_families_at_their_nonzero_counts(sweep):
     assert set(fam) == {"dense", "256 pruned, magnitude/uniform"}
     assert sorted(fam["256 pruned, magnitude/uniform"]) == [1_200_000]
     assert fam["dense"][8_270_000] == [31.0]  # the same dense model (seed 1) counted once
+    # a job not retrained under a preset that says `until: converged` (study_no_retrain) is still
+    # a no-retraining job: not drawn
+    _job(
+        sweep,
+        "size/no-retrain-conv",
+        width=256,
+        nonzero=900_000,
+        total=8_270_000,
+        pct=89,
+        epochs=0,
+        until="converged",
+    )
+    assert all(
+        900_000 not in pts for pts in size_points([r for r in collect(sweep) if "size/" in r["job"]]).values()
+    )
     # the same seed's dense model trained again by other code (another cache key): a second model
     _job(sweep, "size/conv2", width=256, nonzero=1_000_000, total=8_270_000, pct=88, until="converged")
     res = json.loads((sweep / "size/conv2/results.json").read_text())
