@@ -96,8 +96,9 @@ def run(
                 skipped = True
                 return prev
             if action == "extend":  # its fit so far is a prefix of this one: go on to the new cap
-                cap = ".".join(resume.CAP)
-                was, now = resume.get(prev["config"], resume.CAP), resume.get(results["config"], resume.CAP)
+                key = resume.CAPS[timing]
+                cap = ".".join(key)
+                was, now = resume.get(prev["config"], key), resume.get(results["config"], key)
                 log.info("extending the earlier attempt (%s %s -> %s) from %s", cap, was, now, last)
                 results["extended"] = {"key": cap, "from": was, "to": now, "status_before": prev["status"]}
                 carried = {k: prev[k] for k in resume.CARRIED if prev.get(k) is not None}

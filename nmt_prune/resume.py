@@ -6,8 +6,9 @@ earlier ``results.json``. With ``resume=true`` (the default):
 - ``status: ok`` for the same config: the job is skipped, its results stand;
 - ``running`` (the process was killed) or ``interrupted`` (SIGTERM, Ctrl-C) for the same config,
   with a ``checkpoints/last.ckpt``: the job resumes from that checkpoint;
-- a larger retraining cap (``prune.retrain.epochs`` of a one-shot prune-after-fit job, the only
-  difference): the earlier fit is a prefix of the longer one (the cap only stops it), so if it
+- a larger cap, the only difference (``prune.retrain.epochs`` of a one-shot prune-after-fit
+  job; ``trainer.max_epochs`` of a dense job, unless its LR schedule is ``halving``): the earlier
+  fit is a prefix of the longer one (the cap only stops it), so if it
   stopped at its cap (``training.stop_reason: max_epochs``) or was killed, the job continues from
   its ``last.ckpt`` to the new cap (``extend``); if its rule stopped it before the cap, a larger
   cap computes the same fit and the job is skipped, its results standing;
@@ -118,8 +119,12 @@ def _overridden(overrides: list[str]) -> set[str]:
     return keys
 
 
-#: the key that only caps a one-shot prune-after-fit job's retraining fit (``schedules.fit_epochs``)
-CAP = ("prune", "retrain", "epochs")
+#: the key that only caps a fit, by the job's timing: a one-shot prune-after-fit job's retraining
+#: (``schedules.fit_epochs``) and a dense job's training (timing None: nothing pruned)
+CAPS: dict[str | None, tuple[str, ...]] = {
+    "after_fit": ("prune", "retrain", "epochs"),
+    None: ("trainer", "max_epochs"),
+}
 #: what an extended job keeps from the earlier attempt: measured at pruning time, which a resumed
 #: fit does not repeat (the same masks on the same dense model)
 CARRIED = ("layer_error", "rpp")
@@ -141,18 +146,25 @@ def _with(config: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str
     return out
 
 
-def larger_cap(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """``new`` is ``old`` with only a larger retraining cap, for a job whose retraining fit is
-    capped by it alone: one-shot, after fit, no rewind (its LR curve does not depend on the cap)."""
-    before, after = get(old, CAP), get(new, CAP)
-    prune = old.get("prune") or {}
+def larger_cap(old: dict[str, Any], new: dict[str, Any], timing: str | None = "after_fit") -> bool:
+    """``new`` is ``old`` with only a larger cap (``CAPS[timing]``), for a fit capped by it alone:
+    a one-shot prune-after-fit job without rewind (its LR curve does not depend on the cap), or a
+    dense job whose LR schedule is not ``halving`` (its milestones are fixed when the fit starts)."""
+    if timing not in CAPS:
+        return False
+    key = CAPS[timing]
+    before, after = get(old, key), get(new, key)
+    if timing == "after_fit":
+        prune = old.get("prune") or {}
+        fits = prune.get("schedule") == "one_shot" and prune.get("rewind") == "none"
+    else:
+        fits = get(old, ("lr_schedule", "name")) != "halving"
     return (
         isinstance(before, int)
         and isinstance(after, int)
         and after > before
-        and prune.get("schedule") == "one_shot"
-        and prune.get("rewind") == "none"
-        and _with(new, CAP, before) == old
+        and fits
+        and _with(new, key, before) == old
     )
 
 
@@ -164,10 +176,10 @@ def decide(
     dry: bool = False,
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     """What to do with ``out``: ``("skip", earlier results, None)``, ``("resume", None, last.ckpt)``,
-    ``("extend", earlier results, last.ckpt)`` (a larger retraining cap, see the module docstring)
+    ``("extend", earlier results, last.ckpt)`` (a larger cap, see the module docstring)
     or ``("run", None, None)`` (an earlier attempt moved aside). ``overrides``: the job's (keys they
     set are compared even where the earlier config lacks them); ``timing``: the job's resolved
-    timing (only an ``after_fit`` job's retraining cap can be extended). ``dry``: change nothing
+    timing (None: a dense job; ``CAPS`` says which cap each timing can extend). ``dry``: change nothing
     (``study plan``); a run over an earlier attempt then returns ``("run", earlier results, why)``."""
     prev = previous(out)
     if prev is None:
@@ -176,7 +188,7 @@ def decide(
     new = _without_new_keys(comparable(config), old, _overridden(overrides or []))
     same = old == new
     status = prev.get("status")
-    longer = timing == "after_fit" and larger_cap(old, new)
+    longer = larger_cap(old, new, timing)
     stop = (prev.get("training") or {}).get("stop_reason")
     if status == "ok" and (same or (longer and stop not in (None, "max_epochs"))):
         return "skip", prev, None  # a rule that stopped the fit before the cap stops it there again

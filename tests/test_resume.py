@@ -240,6 +240,25 @@ def test_decide_a_larger_retraining_cap(tmp_path):
     assert resume.decide(tmp_path / "cut", _cap(4), timing="after_fit")[0] == "run"
 
 
+def test_decide_a_larger_dense_training_cap(tmp_path):
+    """A dense job (timing None) that stopped at ``trainer.max_epochs`` goes on to a larger one,
+    unless its LR schedule is ``halving`` (milestones fixed at the first start)."""
+    good = _ckpt_bytes(tmp_path)
+
+    def dense(n: int, schedule: str = "converge") -> dict:
+        return {**CONFIG, "trainer": {"max_epochs": n}, "lr_schedule": {"name": schedule}}
+
+    _capped(tmp_path / "cap", "ok", "max_epochs", good, dense(2))
+    assert resume.decide(tmp_path / "cap", dense(4), timing=None)[0] == "extend"
+    assert resume.decide(tmp_path / "cap", dense(2), timing=None)[0] == "skip"
+    _capped(tmp_path / "rule", "ok", "converged", good, dense(2))
+    assert resume.decide(tmp_path / "rule", dense(4), timing=None)[0] == "skip"
+    _capped(tmp_path / "halving", "ok", "max_epochs", good, dense(2, "halving"))
+    assert resume.decide(tmp_path / "halving", dense(4, "halving"), timing=None)[0] == "run"
+    _capped(tmp_path / "pruned", "ok", "max_epochs", good, dense(2))  # a pruning job: its own cap
+    assert resume.decide(tmp_path / "pruned", dense(4), timing="after_fit")[0] == "run"
+
+
 def test_extended_retraining_equals_the_longer_run(tmp_path):
     """Raising ``prune.retrain.epochs`` of a finished, capped job continues its fit: the same
     epochs, weights and figures as a job run with the larger cap from the start. With dropout:
@@ -277,6 +296,32 @@ def test_extended_retraining_equals_the_longer_run(tmp_path):
     assert longer["layer_error"] == first["layer_error"] and longer["layer_error"] is not None
     assert longer["pruned"] == pytest.approx(first["pruned"])
     assert longer["prune"]["n_pruned"] == fresh["prune"]["n_pruned"]
+
+
+def test_extended_dense_training_equals_the_longer_run(tmp_path):
+    """Raising ``trainer.max_epochs`` of a finished dense job that stopped at it continues its fit
+    (study_size_dense's narrow models hit the 30-epoch cap): the same history and figures as a
+    dense job run with the larger cap from the start."""
+    fit = [
+        "model.dropout=0.3",
+        "trainer.limit_train_batches=4",
+        "eval.beam_size=2",
+        "lr_schedule=converge",
+        "lr_schedule.patience=3",
+        "prune.pct=0",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    first = run(make_cfg(tmp_path / "a", *fit, "trainer.max_epochs=2"))
+    assert first["training"]["stop_reason"] == "max_epochs" and len(first["history"]) == 2
+    longer = run(make_cfg(tmp_path / "a", *fit, "trainer.max_epochs=4"))
+    fresh = run(make_cfg(tmp_path / "b", *fit, "trainer.max_epochs=4"))
+    assert longer["extended"] == {"key": "trainer.max_epochs", "from": 2, "to": 4, "status_before": "ok"}
+    assert [h["epoch"] for h in longer["history"]] == [0, 1, 2, 3]
+    assert longer["history"][:2] == first["history"]
+    for key in ("val_ppl", "test_ppl", "test_bleu"):
+        assert longer[key] == pytest.approx(fresh[key], rel=1e-6), key
+    for a, b in zip(longer["history"], fresh["history"]):
+        assert a["val_ppl"] == pytest.approx(b["val_ppl"], rel=1e-6)
 
 
 def test_the_generators_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
