@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--default-malloc", action="store_true", help="skip keep_freed_memory() (run.py applies it)")
+    ap.add_argument("--default-malloc", action="store_true", help="skip keep_freed_memory (run.py uses it)")
     args = ap.parse_args()
     if not args.default_malloc:
         keep_freed_memory()

@@ -259,27 +259,39 @@ def test_decide_a_larger_dense_training_cap(tmp_path):
     assert resume.decide(tmp_path / "pruned", dense(4), timing="after_fit")[0] == "run"
 
 
+def _capped_then_longer(tmp_path: Path, cap: str, *job: str) -> tuple[dict, dict, dict]:
+    """A job run with ``cap``=2 (stopping there), the same job with ``cap``=4 in its directory and
+    a fresh one with ``cap``=4: (first, longer, fresh) results. Dropout on: the random generators'
+    states must travel in the checkpoint."""
+    fit = [
+        "model.dropout=0.3",
+        "trainer.limit_train_batches=4",
+        "eval.beam_size=2",
+        "lr_schedule=converge",
+        "lr_schedule.patience=3",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        *job,
+    ]
+    first = run(make_cfg(tmp_path / "a", *fit, f"{cap}=2"))
+    assert first["training"]["stop_reason"] == "max_epochs" and len(first["history"]) == 2
+    longer = run(make_cfg(tmp_path / "a", *fit, f"{cap}=4"))
+    fresh = run(make_cfg(tmp_path / "b", *fit, f"{cap}=4"))
+    return first, longer, fresh
+
+
 def test_extended_retraining_equals_the_longer_run(tmp_path):
     """Raising ``prune.retrain.epochs`` of a finished, capped job continues its fit: the same
     epochs, weights and figures as a job run with the larger cap from the start. With dropout:
     the random generators' states travel in the checkpoint (callbacks/rng_state.py), so the
     continued fit draws the masks an uninterrupted one would (batches are shuffled from (seed,
     epoch) anyway)."""
-    fit = [
-        "model.dropout=0.3",
-        "trainer.limit_train_batches=4",
-        "eval.beam_size=2",
+    first, longer, fresh = _capped_then_longer(
+        tmp_path,
+        "prune.retrain.epochs",
         "trainer.max_epochs=2",
-        "lr_schedule=converge",
-        "lr_schedule.patience=3",
         "prune.pct=60",
         "prune.retrain.until=converged",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-    ]
-    first = run(make_cfg(tmp_path / "a", *fit, "prune.retrain.epochs=2"))
-    assert first["training"]["stop_reason"] == "max_epochs" and len(first["history"]) == 2
-    longer = run(make_cfg(tmp_path / "a", *fit, "prune.retrain.epochs=4"))
-    fresh = run(make_cfg(tmp_path / "b", *fit, "prune.retrain.epochs=4"))
+    )
     assert longer["extended"] == {
         "key": "prune.retrain.epochs",
         "from": 2,
@@ -302,19 +314,7 @@ def test_extended_dense_training_equals_the_longer_run(tmp_path):
     """Raising ``trainer.max_epochs`` of a finished dense job that stopped at it continues its fit
     (study_size_dense's narrow models hit the 30-epoch cap): the same history and figures as a
     dense job run with the larger cap from the start."""
-    fit = [
-        "model.dropout=0.3",
-        "trainer.limit_train_batches=4",
-        "eval.beam_size=2",
-        "lr_schedule=converge",
-        "lr_schedule.patience=3",
-        "prune.pct=0",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-    ]
-    first = run(make_cfg(tmp_path / "a", *fit, "trainer.max_epochs=2"))
-    assert first["training"]["stop_reason"] == "max_epochs" and len(first["history"]) == 2
-    longer = run(make_cfg(tmp_path / "a", *fit, "trainer.max_epochs=4"))
-    fresh = run(make_cfg(tmp_path / "b", *fit, "trainer.max_epochs=4"))
+    first, longer, fresh = _capped_then_longer(tmp_path, "trainer.max_epochs", "prune.pct=0")
     assert longer["extended"] == {"key": "trainer.max_epochs", "from": 2, "to": 4, "status_before": "ok"}
     assert [h["epoch"] for h in longer["history"]] == [0, 1, 2, 3]
     assert longer["history"][:2] == first["history"]
