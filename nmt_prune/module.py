@@ -235,9 +235,13 @@ class NMTModule(pl.LightningModule):
         if sched["name"] == "none" or sched["name"] in CONVERGENCE_RULES:
             return opt  # convergence rules set the LR from a callback
         if sched["name"] == "halving":
-            epochs = self.trainer.max_epochs or 1000
-            milestones = list(range(sched["start_epoch"], epochs, sched["every"]))
-            s = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=sched["factor"])
+            # x factor at start_epoch and every `every` epochs after: a function of the epoch alone,
+            # not of trainer.max_epochs (milestones fixed at the start would not survive raising the
+            # cap of a resumed fit, nmt_prune/resume.py); factor**k is exact for factor 0.5
+            start, every, factor = sched["start_epoch"], sched["every"], sched["factor"]
+            s = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda e: factor ** (0 if e < start else (e - start) // every + 1)
+            )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "epoch"}}
         s = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=sched["factor"], patience=sched["patience"]

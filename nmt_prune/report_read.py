@@ -184,11 +184,12 @@ def retrain_budget(r: dict[str, Any]) -> str:
     """A retrained job's retraining budget (``converged``, ``6 ep``); "" where none applies."""
     if r["status"] != "ok" or r.get("timing") != "after_fit" or r.get("rewind") not in ("none", ""):
         return ""
-    if r.get("retrain_epochs") == 0:  # not retrained, whatever `until` its preset inherited
+    epochs = r.get("retrain_epochs")
+    if epochs == 0:  # not retrained, whatever `until` its preset inherited
         return ""
     if r.get("retrain_until") == "converged":
         return "converged"
-    return f"{r['retrain_epochs']} ep" if r.get("retrain_epochs") not in ("", 0, None) else ""
+    return f"{epochs} ep" if epochs not in ("", None) else ""
 
 
 def _name_budgets(rows: list[dict[str, Any]]) -> None:

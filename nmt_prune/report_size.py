@@ -48,7 +48,7 @@ def size_points(rows: list[dict[str, Any]]) -> dict[str, dict[int, list[float]]]
         if r["method"] == "dense":
             fam["dense"][nonzero].append(r["test_bleu"])
             continue
-        if r["method"] == "dense control" or not retrain_budget(r) or retrain_budget(r) not in budgets:
+        if r["method"] == "dense control" or retrain_budget(r) not in budgets:  # budgets lacks ""
             continue
         fam[f"{width} pruned, {r['group']}"][nonzero].append(r["test_bleu"])
         total, dense_bleu = _get(res, "params", "total"), _get(res, "dense", "test_bleu")

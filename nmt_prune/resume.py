@@ -7,7 +7,7 @@ earlier ``results.json``. With ``resume=true`` (the default):
 - ``running`` (the process was killed) or ``interrupted`` (SIGTERM, Ctrl-C) for the same config,
   with a ``checkpoints/last.ckpt``: the job resumes from that checkpoint;
 - a larger cap, the only difference (``prune.retrain.epochs`` of a one-shot prune-after-fit
-  job; ``trainer.max_epochs`` of a dense job, unless its LR schedule is ``halving``): the earlier
+  job; ``trainer.max_epochs`` of a dense job): the earlier
   fit is a prefix of the longer one (the cap only stops it), so if it
   stopped at its cap (``training.stop_reason: max_epochs``) or was killed, the job continues from
   its ``last.ckpt`` to the new cap (``extend``); if its rule stopped it before the cap, a larger
@@ -146,24 +146,21 @@ def _with(config: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str
     return out
 
 
-def larger_cap(old: dict[str, Any], new: dict[str, Any], timing: str | None = "after_fit") -> bool:
-    """``new`` is ``old`` with only a larger cap (``CAPS[timing]``), for a fit capped by it alone:
-    a one-shot prune-after-fit job without rewind (its LR curve does not depend on the cap), or a
-    dense job whose LR schedule is not ``halving`` (its milestones are fixed when the fit starts)."""
+def larger_cap(old: dict[str, Any], new: dict[str, Any], timing: str | None) -> bool:
+    """``new`` is ``old`` with only a larger cap (``CAPS[timing]``), for a fit capped by it alone
+    (no LR schedule depends on the cap, module.configure_optimizers): a dense job, or a one-shot
+    prune-after-fit job without rewind."""
     if timing not in CAPS:
         return False
     key = CAPS[timing]
     before, after = get(old, key), get(new, key)
-    if timing == "after_fit":
-        prune = old.get("prune") or {}
-        fits = prune.get("schedule") == "one_shot" and prune.get("rewind") == "none"
-    else:
-        fits = get(old, ("lr_schedule", "name")) != "halving"
+    prune = old.get("prune") or {}
+    one_shot = prune.get("schedule") == "one_shot" and prune.get("rewind") == "none"
     return (
         isinstance(before, int)
         and isinstance(after, int)
         and after > before
-        and fits
+        and (timing is None or one_shot)
         and _with(new, key, before) == old
     )
 

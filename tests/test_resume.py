@@ -242,7 +242,7 @@ def test_decide_a_larger_retraining_cap(tmp_path):
 
 def test_decide_a_larger_dense_training_cap(tmp_path):
     """A dense job (timing None) that stopped at ``trainer.max_epochs`` goes on to a larger one,
-    unless its LR schedule is ``halving`` (milestones fixed at the first start)."""
+    whatever its LR schedule (``halving`` is a function of the epoch alone)."""
     good = _ckpt_bytes(tmp_path)
 
     def dense(n: int, schedule: str = "converge") -> dict:
@@ -254,7 +254,7 @@ def test_decide_a_larger_dense_training_cap(tmp_path):
     _capped(tmp_path / "rule", "ok", "converged", good, dense(2))
     assert resume.decide(tmp_path / "rule", dense(4), timing=None)[0] == "skip"
     _capped(tmp_path / "halving", "ok", "max_epochs", good, dense(2, "halving"))
-    assert resume.decide(tmp_path / "halving", dense(4, "halving"), timing=None)[0] == "run"
+    assert resume.decide(tmp_path / "halving", dense(4, "halving"), timing=None)[0] == "extend"
     _capped(tmp_path / "pruned", "ok", "max_epochs", good, dense(2))  # a pruning job: its own cap
     assert resume.decide(tmp_path / "pruned", dense(4), timing="after_fit")[0] == "run"
 
@@ -308,6 +308,23 @@ def test_extended_retraining_equals_the_longer_run(tmp_path):
     assert longer["layer_error"] == first["layer_error"] and longer["layer_error"] is not None
     assert longer["pruned"] == pytest.approx(first["pruned"])
     assert longer["prune"]["n_pruned"] == fresh["prune"]["n_pruned"]
+
+
+def test_extended_fixed_epoch_retraining_with_halving_equals_the_longer_run(tmp_path):
+    """``prune.retrain.until=epochs`` retrains under the halving schedule: raising its cap must give
+    the LR curve of a fit run with the larger cap from the start (it did not while the schedule's
+    milestones were computed from trainer.max_epochs when the fit started)."""
+    first, longer, fresh = _capped_then_longer(
+        tmp_path,
+        "prune.retrain.epochs",
+        "trainer.max_epochs=2",
+        "prune.pct=60",
+        "prune.retrain.until=epochs",
+        "prune.retrain.halve_every=1",
+    )
+    assert longer["extended"]["to"] == 4 and longer["history"][:2] == first["history"]
+    for a, b in zip(longer["history"], fresh["history"], strict=True):
+        assert a["val_ppl"] == pytest.approx(b["val_ppl"], rel=1e-6)
 
 
 def test_extended_dense_training_equals_the_longer_run(tmp_path):
