@@ -47,6 +47,15 @@ def _scheduler_record() -> dict[str, Any]:
     return {"slurm": rec} if rec else {}
 
 
+def _machine_record(cfg: DictConfig) -> dict[str, Any]:
+    """results.json ``machine``: what the job ran on (a GPU's numbers differ from a CPU's in the
+    last bits, so a study that mixes them says which is which): ``device`` is ``cuda:<name>``
+    where Lightning's accelerator resolves to the GPU, else ``cpu``."""
+    gpu = torch.cuda.is_available() and str(cfg.trainer.accelerator) in ("auto", "gpu", "cuda")
+    device = f"cuda:{torch.cuda.get_device_name(0)}" if gpu else "cpu"
+    return {"device": device, "torch": torch.__version__, "cpus": os.cpu_count()}
+
+
 def _write_results(out: Path, results: dict[str, Any]) -> None:
     """results.json, replaced atomically (a kill never leaves half a file)."""
     tmp = out / "results.json.tmp"
@@ -118,6 +127,7 @@ def run(
                 os.cpu_count(),
             )
         results["threads"] = threads
+        results["machine"] = _machine_record(cfg)
         torch.set_num_threads(threads)
         if cfg.keep_freed_memory:
             keep_freed_memory()

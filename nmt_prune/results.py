@@ -31,6 +31,7 @@ FIGURE_BLOCKS = (
     "export",
     "layer_error",
     "rpp",
+    "machine",
 )
 
 #: report column -> its path in results.json (the columns the report computes are in report_read)
@@ -59,6 +60,7 @@ PATH_COLUMNS: dict[str, tuple[str, ...]] = {
     "hidden_size": ("config", "model", "hidden_size"),
     "nonzero_params": ("params", "nonzero"),
     "rpp_zero_fraction": ("rpp", "zero_fraction"),
+    "device": ("machine", "device"),
 }
 
 

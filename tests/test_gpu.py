@@ -55,6 +55,7 @@ PRUNE = {
 def test_a_pruned_run_on_the_gpu_keeps_its_masks(tmp_path, prune):
     res = run(make_cfg(tmp_path, *FAST, *prune))
     assert res["status"] == "ok", res.get("error")
+    assert res["machine"]["device"].startswith("cuda:")  # trained on the GPU, and says so
     assert res["sparsity"] == pytest.approx(0.8, abs=1e-4)  # pruned weights exactly 0 after GPU steps
     state = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)
     assert all(t.device.type == "cpu" for t in state["state_dict"].values())  # loads on a CPU machine

@@ -1,6 +1,7 @@
 """End-to-end: run.py on the toy corpus, results contract, checkpoints, errors, translation."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,8 @@ def test_results_contract(finished_run):
     assert 0 <= on_disk["test_bleu"] <= 100 and on_disk["test_ppl"] > 1
     assert len(on_disk["history"]) == 2
     assert on_disk["params"]["prunable"] < on_disk["params"]["total"]
+    want = f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+    assert on_disk["machine"] == {"device": want, "torch": torch.__version__, "cpus": os.cpu_count()}
 
 
 def test_end_to_end_runs_in_float32(finished_run):
