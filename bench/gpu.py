@@ -70,14 +70,23 @@ def training(args, batches, state) -> list[dict]:
     return rows
 
 
-def decoding(args) -> list[dict]:
-    module = NMTModule.from_checkpoint(args.checkpoint, map_location=args.device).to(args.device).eval()
+def test2016_batches(args) -> tuple[int, list[dict]]:
+    """test2016's source sentences (``--data-root``) in batches of ``--batch-size`` on
+    ``--device``, sorted by length as the translate CLI batches them; and their number."""
+    module = NMTModule.from_checkpoint(args.checkpoint, map_location="cpu")
     lines = Path(args.data_root, "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()
     enc = [encode_source(module.src_tok, module.src_vocab, x) for x in lines]
-    order = sorted(range(len(lines)), key=lambda i: len(enc[i]))  # as the translate CLI batches
+    order = sorted(range(len(lines)), key=lambda i: len(enc[i]))
     chunks = [order[s : s + args.batch_size] for s in range(0, len(order), args.batch_size)]
     batches = [collate([(i, enc[i], []) for i in chunk]) for chunk in chunks]
-    batches = [{k: v.to(args.device) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
+    return len(lines), [
+        {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches
+    ]
+
+
+def decoding(args) -> list[dict]:
+    module = NMTModule.from_checkpoint(args.checkpoint, map_location=args.device).to(args.device).eval()
+    n, batches = test2016_batches(args)
     rows, hyps = [], {}
     for prec in ("fp32", "bf16"):
         with torch.autocast(args.device, dtype=torch.bfloat16, enabled=prec == "bf16"):
@@ -85,13 +94,11 @@ def decoding(args) -> list[dict]:
             _sync(args.device)
             hyps[prec], s = decode(module, batches, beam_search, 5)
             _sync(args.device)
-        rows.append({"precision": prec, "seconds": round(s, 2), "sentences_per_s": round(len(lines) / s, 1)})
-        print(
-            f"decode test2016 beam 5, batch {args.batch_size}, {prec}: {s:.2f} s, {len(lines) / s:.0f} sent/s"
-        )
+        rows.append({"precision": prec, "seconds": round(s, 2), "sentences_per_s": round(n / s, 1)})
+        print(f"decode test2016 beam 5, batch {args.batch_size}, {prec}: {s:.2f} s, {n / s:.0f} sent/s")
     same = sum(a == b for a, b in zip(hyps["fp32"], hyps["bf16"]))
     rows[-1]["identical_to_fp32"] = same
-    print(f"bf16 hypotheses identical to fp32: {same} of {len(lines)}")
+    print(f"bf16 hypotheses identical to fp32: {same} of {n}")
     return rows
 
 

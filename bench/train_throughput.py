@@ -94,11 +94,15 @@ def plain_loop(
     bf16: bool = False,
     model: dict | None = None,
     device: str = "cpu",
+    prepare=None,
 ) -> float:
     """A hand-written training loop. ``naive``: full (B, T, V) logits and a mean loss, as most
     seq2seq code does; otherwise the module's own loss (softmax on real target positions only).
-    ``bf16``: the forward under autocast to bfloat16 (what trainer.precision=bf16-mixed does)."""
+    ``bf16``: the forward under autocast to bfloat16 (what trainer.precision=bf16-mixed does).
+    ``prepare(module)``, if given, runs before the loop (e.g. compiling its decoder step)."""
     module = make_module(state, model).train().to(device)
+    if prepare is not None:
+        prepare(module)
     opt = torch.optim.Adam(module.parameters(), lr=1e-3)
     batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
     for i, b in enumerate(batches):
