@@ -4,8 +4,9 @@
 #   bash bench/device_session.sh bench 560     # pytest -m gpu, bench/gpu.py, then study presets
 #   bash bench/device_session.sh compile 0     # bench/compile_step.py, then the 3x3 sweep timings
 #   STUDY_PRESETS="study_snip" bash bench/device_session.sh study 560   # presets only
-# $2: seconds from the start after which the study presets ($STUDY_PRESETS, each one multirun
-# with all its jobs at once on the GPU, threads=1) are stopped; their finished jobs come back in
+# $2: seconds from the start after which the study presets are stopped ($STUDY_PRESETS, side by
+# side, each one multirun with up to 8 of its jobs at once, threads=1; past ~8 processes in all the
+# H100 is saturated, so name few presets). Their finished jobs come back in
 # $OUT/runs.tgz (results.json, for `python -m nmt_prune.study`), progress logs in progress.tgz.
 # study/ stays on a warm machine: the next call within its idle time resumes the jobs.
 export PYTHONUNBUFFERED=1
@@ -36,7 +37,7 @@ LEFT=$(( $2 - ($(date +%s) - T0) ))
 echo "study for ${LEFT}s"
 if [ "$LEFT" -gt 30 ]; then
   for p in $STUDY_PRESETS; do
-    n=$(python3 -c "import yaml,math;d=yaml.safe_load(open('conf/sweep/$p.yaml'))['hydra']['sweeper']['params'];print(math.prod(len(str(v).split(',')) for v in d.values()))")
+    n=$(python3 -c "import yaml,math;d=yaml.safe_load(open('conf/sweep/$p.yaml'))['hydra']['sweeper']['params'];print(min(8, math.prod(len(str(v).split(',')) for v in d.values())))")
     timeout $LEFT python3 run.py -m +sweep=$p data.root=device/multi30k threads=1 logger=csv \
       hydra.sweep.dir=study/$p hydra/launcher=joblib hydra.launcher.n_jobs=$n > study/$p.log 2>&1 &
   done
