@@ -30,22 +30,21 @@ from train_throughput import SMALL, _sync, batches_and_state, make_module, plain
 from nmt_prune.module import NMTModule  # noqa: E402
 from nmt_prune.search import beam_search  # noqa: E402
 
-BACKEND = "inductor"  # --backend: "eager" traces with Dynamo only (how the CPU test runs it quickly)
 
-
-def compiled(model, mode: str | None):
-    """``model`` with its step compiled (an instance attribute shadows the method), or as it is."""
+def compiled(model, mode: str | None, backend: str):
+    """``model`` with its step compiled (an instance attribute shadows the method), or as it is.
+    ``backend``: torch.compile's; ``eager`` traces with Dynamo only (how the CPU test runs it)."""
     if mode:
-        model._step = torch.compile(model._step, dynamic=True, mode=mode, backend=BACKEND)
+        model._step = torch.compile(model._step, dynamic=True, mode=mode, backend=backend)
     return model
 
 
-def same_loss_and_grads(state: dict, batch: dict, mode: str, device: str) -> float:
+def same_loss_and_grads(state: dict, batch: dict, mode: str, device: str, backend: str) -> float:
     """Largest gradient difference, eager vs compiled, dropout off; raises if the loss differs."""
     out = []
     for m in (None, mode):
         module = make_module(state, {**SMALL, "dropout": 0.0}).train().to(device)
-        compiled(module.model, m)
+        compiled(module.model, m, backend)
         loss = module.nll(batch, 0.0) / batch["ntok"]
         loss.backward()
         out.append((loss.detach(), {n: p.grad for n, p in module.named_parameters()}))
@@ -53,9 +52,10 @@ def same_loss_and_grads(state: dict, batch: dict, mode: str, device: str) -> flo
     return max(float((out[1][1][n] - g).abs().max()) for n, g in out[0][1].items())
 
 
-def train_rate(state: dict, batches: list[dict], warmup: int, mode: str | None, device: str) -> float:
+def train_rate(args, state: dict, batches: list[dict], mode: str | None) -> float:
     """The plain loop of train_throughput.py (the module's loss), the step compiled in ``mode``."""
-    return plain_loop(batches, warmup, state, False, device=device, prepare=lambda m: compiled(m.model, mode))
+    prepare = lambda m: compiled(m.model, mode, args.backend)  # noqa: E731
+    return plain_loop(batches, args.warmup, state, False, device=args.device, prepare=prepare)
 
 
 def main() -> None:
@@ -70,8 +70,6 @@ def main() -> None:
     ap.add_argument("--backend", default="inductor", help="torch.compile's backend")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    global BACKEND
-    BACKEND = args.backend
     batches, state = batches_and_state(args)
     batches = [{k: v.to(args.device) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
     res: dict = {
@@ -81,12 +79,12 @@ def main() -> None:
         "train": {},
         "decode": {},
     }
-    eager = res["train"]["eager"] = train_rate(state, batches, args.warmup, None, args.device)
+    eager = res["train"]["eager"] = train_rate(args, state, batches, None)
     print(f"train eager: {eager:9.0f} target tokens/s", flush=True)
     for mode in args.modes:
         try:
-            diff = same_loss_and_grads(state, batches[0], mode, args.device)
-            rate = train_rate(state, batches, args.warmup, mode, args.device)
+            diff = same_loss_and_grads(state, batches[0], mode, args.device, args.backend)
+            rate = train_rate(args, state, batches, mode)
             res["train"][mode] = {"tokens_per_s": rate, "ratio": rate / eager, "max_grad_diff": diff}
             print(
                 f"train {mode}: {rate:9.0f} target tokens/s, {rate / eager:.2f}x eager; "
@@ -98,14 +96,15 @@ def main() -> None:
                 f"train {mode}: FAILED {type(e).__name__}: {e}"[:800] + "\n" + traceback.format_exc()[-1500:]
             )
     if args.checkpoint and args.data_root:
-        n, batches_t = test2016_batches(args)
-        hyps = {}
+        hyps, batches_t = {}, None
         for mode in [None, *args.modes]:
             name = mode or "eager"
-            try:
+            try:  # a fresh module per mode: compiling replaces its step
                 module = NMTModule.from_checkpoint(args.checkpoint, map_location=args.device)
                 module = module.to(args.device).eval()
-                compiled(module.model, mode)
+                if batches_t is None:
+                    n, batches_t = test2016_batches(args, module)
+                compiled(module.model, mode, args.backend)
                 decode(module, batches_t[:2], beam_search, 5)  # warm-up: compilation
                 _sync(args.device)
                 hyps[name], s = decode(module, batches_t, beam_search, 5)

@@ -70,10 +70,10 @@ def training(args, batches, state) -> list[dict]:
     return rows
 
 
-def test2016_batches(args) -> tuple[int, list[dict]]:
-    """test2016's source sentences (``--data-root``) in batches of ``--batch-size`` on
-    ``--device``, sorted by length as the translate CLI batches them; and their number."""
-    module = NMTModule.from_checkpoint(args.checkpoint, map_location="cpu")
+def test2016_batches(args, module: NMTModule) -> tuple[int, list[dict]]:
+    """test2016's source sentences (``--data-root``) encoded with ``module``'s vocabulary, in
+    batches of ``--batch-size`` on ``--device``, sorted by length as the translate CLI batches them;
+    and their number."""
     lines = Path(args.data_root, "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()
     enc = [encode_source(module.src_tok, module.src_vocab, x) for x in lines]
     order = sorted(range(len(lines)), key=lambda i: len(enc[i]))
@@ -86,7 +86,7 @@ def test2016_batches(args) -> tuple[int, list[dict]]:
 
 def decoding(args) -> list[dict]:
     module = NMTModule.from_checkpoint(args.checkpoint, map_location=args.device).to(args.device).eval()
-    n, batches = test2016_batches(args)
+    n, batches = test2016_batches(args, module)
     rows, hyps = [], {}
     for prec in ("fp32", "bf16"):
         with torch.autocast(args.device, dtype=torch.bfloat16, enabled=prec == "bf16"):
