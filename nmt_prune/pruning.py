@@ -21,8 +21,7 @@ from callbacks.masking import (
 from nmt_prune import baseline, layer_error, rpp, schedules
 from nmt_prune.checkpoints import check_checkpoint
 from nmt_prune.data.datamodule import NMTDataModule
-from nmt_prune.data.text import EOS_ID
-from nmt_prune.dead import dead_capacity, target_counts
+from nmt_prune.dead import dead_record
 from nmt_prune.module import NMTModule
 from nmt_prune.names import VAL_PPL, VAL_PPL_AT_TARGET
 from nmt_prune.plan import Plan, _theta0_of
@@ -52,12 +51,6 @@ log = logging.getLogger(__name__)
 
 #: rewind=reinit draws theta_0' from the run's seed plus this (never equal to the original theta_0)
 REINIT_SEED_OFFSET = 1_000_003
-
-
-def _dead(masks, model, dm: NMTDataModule) -> dict[str, Any]:
-    """results.json ``dead``: rows, columns and units the masks leave empty (nmt_prune/dead.py)."""
-    counts = target_counts(dm.splits["train"].tgt, len(dm.tgt_vocab), EOS_ID)
-    return dead_capacity(masks.masks, model.weight_classes(), counts)
 
 
 def _retrain_config(cfg: DictConfig, plan: Plan) -> DictConfig:
@@ -130,7 +123,7 @@ def prune_from_scratch(
         **rep,
         pruned=None,
         dense=None,
-        dead=_dead(pruner.masks, module.model, dm),
+        dead=dead_record(pruner.masks.masks, module.model, dm.splits["train"]),
     )
     return res
 
@@ -256,7 +249,7 @@ def _result(cfg, dm, out, final, masks, dense, fit, timings, **extra) -> dict[st
     """results.json of a prune-after-fit job: the final model's figures, masks, dead capacity."""
     write_hyps(out, final)
     rep = masks.report(final.model, final.model.weight_classes())
-    rep["dead"] = _dead(masks, final.model, dm)
+    rep["dead"] = dead_record(masks.masks, final.model, dm.splits["train"])
     after = fit["after"]
     timings = {
         "train_s": dense.get("timings", {}).get("train_s", 0.0) if dense["trained_here"] else 0.0,

@@ -54,3 +54,23 @@ def test_a_dense_model_has_no_dead_capacity():
     dead = dead_capacity(keep, model.weight_classes(), torch.ones(13, dtype=torch.long))
     assert all(v["dead"] == 0 for v in dead["by_class"].values()) and dead["softmax_dead_token_share"] == 0
     assert len(dead["by_class"]) == 8  # 2 embeddings, 2 + 2 LSTM layers, attention, softmax
+
+
+def test_embedding_token_shares_weigh_empty_rows_by_the_tokens_each_embedding_reads():
+    from types import SimpleNamespace
+
+    from nmt_prune.data.text import BOS_ID, EOS_ID
+    from nmt_prune.dead import dead_record
+
+    model = _model()
+    keep = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters() if p.dim() == 2}
+    keep["src_embed.weight"][[5, EOS_ID]] = False  # a source word and the source </s>
+    keep["tgt_embed.weight"][[BOS_ID, 6]] = False  # what the decoder reads first, and a word
+    keep["generator.weight"][EOS_ID] = False
+    # sources end with </s> (as the data module encodes them); targets are words only
+    train = SimpleNamespace(src=[[5, 7, EOS_ID], [8, EOS_ID]], tgt=[[6, 6, 9], [9]])
+    dead = dead_record(keep, model, train)
+    assert dead["embed_dead_token_share"]["src_embed"] == pytest.approx(3 / 5)  # 5, </s>, </s>
+    assert dead["embed_dead_token_share"]["tgt_embed"] == pytest.approx(4 / 6)  # <s> x2 and 6 x2 of 6
+    assert dead["softmax_dead_token_share"] == pytest.approx(2 / 6)  # the two </s> of 4 words + 2
+    assert dead["by_class"]["src_embed"]["dead"] == 2 and dead["by_class"]["tgt_embed"]["dead"] == 2
