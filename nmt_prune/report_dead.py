@@ -19,9 +19,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from nmt_prune.names import EMBEDDING_CLASSES  # noqa: E402
 from nmt_prune.report_plot import finish  # noqa: E402
 
 TOKEN_SHARE = "softmax_dead_token_share"
+EMBED_SHARE = "embed_dead_token_share"
 
 
 def _series(rows: list[dict[str, Any]], value) -> dict[str, tuple[list[float], list[float]]]:
@@ -87,6 +89,14 @@ def fig_dead_capacity(rows: list[dict[str, Any]], out: Path) -> list[str]:
     panels.append(
         ("training target tokens whose softmax row is empty", lambda res: res["dead"].get(TOKEN_SHARE))
     )
+    for c in EMBEDDING_CLASSES:  # results.json since 2026-11-23; older jobs have no point here
+        if any(c in r["_res"]["dead"].get(EMBED_SHARE, {}) for r in jobs):
+            panels.append(
+                (
+                    f"training tokens {c} reads whose row is empty",
+                    lambda res, c=c: res["dead"].get(EMBED_SHARE, {}).get(c),
+                )
+            )
     _panels(
         jobs,
         panels,

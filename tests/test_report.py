@@ -90,7 +90,8 @@ def _job(root: Path, name: str, **kw) -> None:
         "history": [{"epoch": e, "val_ppl": 5 + pct / 10 + 3 / (e + 1)} for e in range(kw.get("epochs", 2))],
     }
     if kw.get("ckpt"):  # pruned jobs with masks also have dead-capacity figures, from the real function
-        res["dead"] = dead_capacity(_random_masks(g, pct), _CLASSES_BY_NAME, torch.arange(1, 17))
+        counts = torch.arange(1, 17)
+        res["dead"] = dead_capacity(_random_masks(g, pct), _CLASSES_BY_NAME, counts, {"src_embed": counts})
         res["layer_error"] = {"by_class": {c: pct / 100 * (1 + 0.1 * i) for i, c in enumerate(CLASSES)}}
         masks = {
             "encoder.weight_ih_l0": torch.rand(16, 8, generator=g) > pct / 100,
