@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from nmt_prune import export, resume
@@ -133,6 +133,8 @@ def run(
             keep_freed_memory()
         dm = build_data(cfg)
         logger = make_logger(cfg, out, job)
+        if results.get("resumed_from") and isinstance(logger, CSVLogger):
+            resume.open_resumed_csv(logger)
         if timing == "after_fit":
             results.update(prune_after_fit(cfg, plan, dm, out, logger))
             results.update({k: v for k, v in carried.items() if results.get(k) is None})

@@ -39,6 +39,7 @@ import json
 import logging
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,17 @@ def stash_csv(out: Path) -> None:
     if cur.is_file():
         _merge(earlier, cur, earlier)
         cur.unlink()
+
+
+def open_resumed_csv(logger) -> None:
+    """Open a resumed job's CSV log (a ``CSVLogger``). Lightning warns, when the log directory is
+    not empty, that earlier log files "will be deleted": here they are not (``stash_csv`` put the
+    earlier rows aside, ``merge_csv`` puts them back), so that one warning is silenced while the
+    writer opens, and the log says where the rows are instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+        logger.experiment  # noqa: B018  (creates the writer now, inside the filter)
+    log.info("CSV rows of the earlier attempts: csv/metrics.earlier.csv, back in csv/metrics.csv at the end")
 
 
 def merge_csv(out: Path) -> None:

@@ -186,6 +186,8 @@ def test_sigterm_exits_non_zero_as_interrupted_and_the_rerun_resumes(tmp_path):
     assert res["status"] == "interrupted" and "SIGTERM" in res["error"]
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)  # the same job, run again
     assert again.returncode == 0, again.stderr[-3000:]
+    # no false alarm that the earlier log files will be deleted: their rows are kept (below)
+    assert "will be deleted" not in again.stderr and "metrics.earlier.csv" in again.stdout + again.stderr
     res = json.loads((out / "results.json").read_text())
     assert res["status"] == "ok" and res["resumed_from"] == str(out / "checkpoints" / "last.ckpt")
     assert [h["epoch"] for h in res["history"]] == list(range(150))
