@@ -43,6 +43,9 @@ device-data:  ## device/ (git-ignored) for a GPU session's carry: Multi30k, a we
 	mkdir -p device/whl && rm -rf device/multi30k && cp -r $(DATA_ROOT) device/multi30k
 	$(PY) -c "import sys, torch; c = torch.load(sys.argv[1], map_location='cpu', weights_only=True); \
 	[c.pop(k, None) for k in ('optimizer_states', 'lr_schedulers', 'loops', 'callbacks')]; torch.save(c, 'device/dense.ckpt')" $(CKPT)
+	@d=$$(dirname $(CKPT)); rm -rf device/dense_entry; if [ -f $$d/config.yaml ] && [ -f $$d/results.json ]; then \
+	  mkdir device/dense_entry && cp $$d/config.yaml $$d/results.json device/dense_entry/ && basename $$d > device/dense_entry/key; \
+	  echo "device/dense_entry: the cache entry $$(basename $$d) (its theta0.pt is not carried: no rewind=init there)"; fi
 	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
 	  -d device/whl $(DEVICE_WHEELS)
 	$(PY) -m pip wheel -q --no-deps -w device/whl antlr4-python3-runtime==4.9.3  # omegaconf's; an sdist only
