@@ -10,7 +10,7 @@ q / (2 - q) for two independent random masks that keep a share q.
 
 The command line is the sweep's, without ``-m``: every ``key=a,b,c`` is an axis, the jobs are the
 product (``nmt_prune.study`` expands it as Hydra's sweeper does), and each mask is exactly the one
-the job computes (``PruneAtInit``: the same config, theta_0, data and pruner;
+the job computes (``PruneAtInit``'s: the same config, theta_0, data and pruner;
 tests/test_init_masks.py checks it against a trained job's checkpoint)::
 
     python -m nmt_prune.init_masks data=multi30k data.root=../shared/data/multi30k prune.method=snip \\
@@ -87,8 +87,8 @@ def masks_of(jobs: list[list[str]]) -> list[dict[str, Any]]:
     scoring time. The data are built once per distinct data config."""
     import torch
 
-    from callbacks.masking import PruneAtInit
     from nmt_prune.dead import dead_record
+    from nmt_prune.pruner import Pruner
     from nmt_prune.pruners import make_pruner
     from nmt_prune.training import build_data, build_module
 
@@ -103,7 +103,7 @@ def masks_of(jobs: list[list[str]]) -> list[dict[str, Any]]:
         dm = data[key]
         torch.set_num_threads(int(cfg.threads))
         model = build_module(cfg, dm).model  # theta_0, seeded as the job seeds it
-        pruner = make_pruner(PruneAtInit, plan)
+        pruner = make_pruner(Pruner, plan)  # PruneAtInit's pruner, without Lightning
         t0 = time.perf_counter()
         masks = pruner.compute_masks(model, dm)
         pruner.apply(model, masks)
