@@ -13,7 +13,12 @@ does not:
 - a **dead LSTM gate unit** (``encoder.layer{k}``, ``decoder.layer{k}``): a row of the 4H gate
   pre-activations with no input and no recurrent weight left, a constant gate;
 - a **dead attention unit** (``attention``): a row of W_c (a unit of h~_t = tanh(W_c [c; h]))
-  with no weight left: always tanh(0) = 0.
+  with no weight left: always tanh(0) = 0;
+- an **empty key unit** (``attention_keys``, general attention only): a row of W_a with no weight
+  left, a dimension of the keys W_a h_s that is 0 for every source word, so the score
+  h_t^T W_a h_s (Luong et al. 2015 eq. 8) ignores that unit of h_t. With every row empty
+  (``uniform``), the score is 0 at every position: the attention is the plain average of the
+  source states, whatever the decoder's state (SNIP at 90% does this: docs/study.md, finding 7).
 
 Per parameter, ``rows_empty`` / ``cols_empty`` count the rows / columns with no kept entry (an
 empty column: an input that no unit of the matrix reads). Biases are not counted.
@@ -56,8 +61,9 @@ def dead_capacity(
     ``embed_dead_token_share``.
 
     Returns ``by_param`` {name: {rows, rows_empty, cols, cols_empty}}, ``by_class`` {class: {units,
-    dead, total, fraction}} and ``softmax_dead_token_share`` (when ``tgt_counts`` is given and the
-    softmax layer is masked).
+    dead, total, fraction}}, ``attention_keys`` {units, dead, total, fraction, uniform} (when W_a
+    is masked) and ``softmax_dead_token_share`` (when ``tgt_counts`` is given and the softmax
+    layer is masked).
     """
     by_param = {}
     for name, k in keep.items():
@@ -88,6 +94,16 @@ def dead_capacity(
                 continue
             dead, total, units = by_param[rows]["rows_empty"], by_param[rows]["rows"], UNITS.get(cls, "rows")
         by_class[cls] = {"units": units, "dead": dead, "total": total, "fraction": dead / total}
+    if "attn_in.weight" in by_param:
+        keys = by_param["attn_in.weight"]
+        dead, total = keys["rows_empty"], keys["rows"]
+        out["attention_keys"] = {
+            "units": "key units",
+            "dead": dead,
+            "total": total,
+            "fraction": dead / total,
+            "uniform": dead == total,
+        }
     if tgt_counts is not None and "generator.weight" in keep:
         out["softmax_dead_token_share"] = _empty_row_share(keep["generator.weight"], tgt_counts)
     shares = {

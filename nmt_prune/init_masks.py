@@ -139,6 +139,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
                     **d.get("embed_dead_token_share", {}),
                     "softmax": d.get("softmax_dead_token_share"),
                 },
+                "attention_keys": d.get("attention_keys"),  # W_a's empty rows (general attention)
                 "data_used": r["data_used"],
                 "scoring_s": round(r["seconds"], 2),
             }
@@ -169,7 +170,7 @@ def render(s: dict[str, Any]) -> str:
     lines = [
         "sparsity by class (%); rows left empty in the classes that hold words, and the share of the",
         "training tokens those words carry",
-        " | ".join(["job", "all", *map(_short, classes), *words]),
+        " | ".join(["job", "all", *map(_short, classes), *words, "W_a rows empty"]),
     ]
     for j in jobs:
         by, share = j["sparsity_by_class"], j["dead_token_share"]
@@ -178,7 +179,10 @@ def render(s: dict[str, Any]) -> str:
             for c in _WORDS
         ]
         pct = [f"{100 * j['sparsity']:.1f}", *(f"{100 * by[c]:.1f}" for c in classes)]
-        lines.append(" | ".join([j["job"], *pct, *dead]))
+        keys = j.get("attention_keys")
+        wa = "-" if keys is None else f"{keys['dead']}/{keys['total']}"
+        wa += " (uniform)" if keys and keys["uniform"] else ""
+        lines.append(" | ".join([j["job"], *pct, *dead, wa]))
     ref = s["jaccard_independent_random"]
     same = len({round(v, 12) for r in ref for v in r}) == 1
     head = f"{ref[0][0]:.3f}" if same else "in brackets, qa qb / (qa + qb - qa qb)"

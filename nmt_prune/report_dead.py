@@ -86,6 +86,13 @@ def fig_dead_capacity(rows: list[dict[str, Any]], out: Path) -> list[str]:
                 lambda res, c=c: (res["dead"]["by_class"].get(c) or {}).get("fraction"),
             )
         )
+    if any("attention_keys" in r["_res"]["dead"] for r in jobs):  # results.json since 2026-11-23
+        panels.append(
+            (
+                "attention: key units (rows of W_a) with no weight left",
+                lambda res: (res["dead"].get("attention_keys") or {}).get("fraction"),
+            )
+        )
     panels.append(
         ("training target tokens whose softmax row is empty", lambda res: res["dead"].get(TOKEN_SHARE))
     )

@@ -37,6 +37,30 @@ def test_counts_the_rows_columns_and_units_a_hand_made_mask_empties():
     assert sum(v["rows_empty"] for v in bp.values()) == 2 + 1 + 2 + 1 + 1
 
 
+def test_attention_key_units_count_the_empty_rows_of_w_a_and_flag_uniform_attention():
+    model = _model()
+    keep = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters() if p.dim() == 2}
+    keep["attn_in.weight"][[1, 4]] = False
+    keep["attn_in.weight"][2, 1:] = False  # one weight of row 2 survives
+    keys = dead_capacity(keep, model.weight_classes())["attention_keys"]
+    assert keys == {"units": "key units", "dead": 2, "total": 5, "fraction": 2 / 5, "uniform": False}
+    keep["attn_in.weight"][:] = False
+    assert dead_capacity(keep, model.weight_classes())["attention_keys"]["uniform"] is True
+    # what "uniform" means: with W_a = 0 every key is 0, so every source position scores the same
+    with torch.no_grad():
+        model.attn_in.weight.mul_(keep["attn_in.weight"])
+        state = model.encode(torch.tensor([[4, 5, 6, 3], [7, 3, 0, 0]]), torch.tensor([4, 2]))
+    assert torch.count_nonzero(state.keys) == 0
+    dot = _model_without_general_attention()
+    assert "attention_keys" not in dead_capacity(
+        {n: torch.ones_like(p, dtype=torch.bool) for n, p in dot.named_parameters()}, dot.weight_classes()
+    )
+
+
+def _model_without_general_attention() -> Seq2Seq:
+    return Seq2Seq(11, 13, emb_size=6, hidden_size=5, layers=2, dropout=0.0, attention="dot")
+
+
 def test_dead_token_share_counts_training_targets_and_eos():
     model = _model()
     keep = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters() if p.dim() == 2}

@@ -31,6 +31,7 @@ _CLASSES_BY_NAME = {
     "src_embed": ["src_embed.weight"],
     "encoder.layer0": ["encoder.weight_ih_l0"],
     "softmax": ["generator.weight"],
+    "attention": ["attn_in.weight"],  # W_a: the attention-keys panel
 }
 
 
