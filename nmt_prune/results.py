@@ -55,6 +55,7 @@ PATH_COLUMNS: dict[str, tuple[str, ...]] = {
     "dense_epochs": ("dense", "training", "epochs"),
     "dead_softmax_words": ("dead", "by_class", "softmax", "fraction"),
     "dead_token_share": ("dead", "softmax_dead_token_share"),
+    "dead_attention_keys": ("dead", "attention_keys", "fraction"),
     "export_fp16_bytes": ("export", "fp16"),
     "export_fp16_ratio": ("export", "fp16_ratio"),
     "hidden_size": ("config", "model", "hidden_size"),

@@ -185,8 +185,10 @@ def test_report_writes_tables_and_every_figure(sweep):
     jobs_table = md.split("## Medians over seeds")[0]
     assert jobs_table.count("| magnitude/blind |") == 6  # one table row per job
     assert md.count("| magnitude/blind |") == 6 + 3  # and one per pct over its 2 seeds
-    assert {"epochs", "stop_reason", "dead_softmax_words", "dead_token_share"} <= set(rows[0])
+    dead_cols = {"dead_softmax_words", "dead_token_share", "dead_attention_keys"}
+    assert {"epochs", "stop_reason", *dead_cols} <= set(rows[0])
     assert any(r["dead_token_share"] not in ("", None) for r in rows)
+    assert any(r["dead_attention_keys"] not in ("", None) for r in rows)
 
 
 def test_missing_data_skips_figures_with_a_note(tmp_path, capsys):
