@@ -16,6 +16,12 @@ class ConfigError(ValueError):
     """A value in the config that cannot work; the message says which and what would."""
 
 
+class DataMissing(ConfigError, FileNotFoundError):
+    """Data files a job needs that are not there and cannot be fetched (a wrong ``data.root``, no
+    network for the download): a user's mistake like any ``ConfigError`` (one line, exit 2), and
+    still a ``FileNotFoundError`` for code that catches that."""
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 

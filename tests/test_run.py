@@ -145,11 +145,16 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path, content):
     assert "weights_only=False" not in str(e.value)  # never advise loading arbitrary pickles
 
 
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _cli(tmp_path: Path, *args: str, patch: str = "") -> subprocess.CompletedProcess:
+    """run.py on the tiny model; ``patch``: Python run first in the same process (then run.py)."""
+    run = ["run.py"]
+    if patch:
+        then = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path('run.py', run_name='__main__')"
+        run = ["-c", f"{patch}; {then}", "run.py"]
     return subprocess.run(
         [
             sys.executable,
-            "run.py",
+            *run,
             f"hydra.run.dir={tmp_path / 'out'}",
             f"paths.cache_dir={tmp_path / 'c'}",
             "model=tiny",
@@ -257,3 +262,17 @@ def test_a_users_mistake_is_one_line_before_any_work(tmp_path, override, message
     if composition:
         assert f"full_key: {override.split('=')[0]}" in p.stderr
     assert not (tmp_path / "out" / "checkpoints").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("download", ["false", "true"])  # true: the download fails (no network, bad host)
+def test_missing_data_is_one_line_naming_data_root(tmp_path, download):
+    """A mistyped data.root: the user's mistake, one line naming the key, the path and the files
+    (no traceback), exit 2, nothing trained; with data.download=true after the download failed."""
+    root = tmp_path / "no" / "such" / "dir"
+    url = "http://127.0.0.1:9"  # a closed port: refused at once; the test never downloads
+    patch = f"import nmt_prune.data.corpus as c; c.MULTI30K_URL = {url!r}"
+    p = _cli(tmp_path, "data=multi30k", f"data.root={root}", f"data.download={download}", patch=patch)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert f"error: data.root={root} lacks" in p.stderr and "Traceback" not in p.stderr
+    assert (f"{url}/train.en.gz" in p.stderr) == (download == "true")  # the download was tried
+    assert not (tmp_path / "out" / "checkpoints").exists() and not root.exists()

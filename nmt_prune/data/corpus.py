@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from nmt_prune.data.toy import generate_toy_corpus
+from nmt_prune.validate import DataMissing
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +52,18 @@ def data_fingerprint(paths: list[Path]) -> str:
 def download_multi30k(
     dest: Path,
     files: list[str],
-    base_url: str = MULTI30K_URL,
+    base_url: str | None = None,
     checksums: dict[str, str] | None = None,
 ) -> None:
     """Download ``{base_url}/{name}.gz`` for each name in ``files``, decompress into ``dest`` and
     check the SHA-256 of the text. A file is moved into place only after its checksum matched, so
     an interrupted or corrupted download never leaves a file that looks valid.
 
-    Raises ``FileNotFoundError`` (offline, or the URL is missing) or ``ValueError`` (checksum).
+    Raises ``DataMissing`` (a ``FileNotFoundError``: offline, or the URL is missing) or
+    ``ValueError`` (checksum).
     """
     checksums = MULTI30K_SHA256 if checksums is None else checksums
+    base_url = MULTI30K_URL if base_url is None else base_url  # read at call time (tests point it away)
     created = [p for p in (dest, *dest.parents) if not p.exists()]  # removed again if nothing comes
     dest.mkdir(parents=True, exist_ok=True)
     try:
@@ -81,10 +84,10 @@ def _download(dest: Path, files: list[str], base_url: str, checksums: dict[str, 
             with urllib.request.urlopen(url, timeout=30) as resp:
                 payload = resp.read()
         except (urllib.error.URLError, OSError) as e:
-            raise FileNotFoundError(
-                f"could not download {url} ({e}). Offline? Put the Multi30k files "
-                f"{sorted(files)} (plain text, one sentence per line) into {dest} "
-                f"or point data.root at a directory that has them."
+            raise DataMissing(
+                f"data.root={dest} lacks {name} and its download failed ({url}: {e}). Offline? "
+                f"Put the Multi30k files {sorted(files)} (plain text, one sentence per line) "
+                f"there, or point data.root at a directory that has them."
             ) from e
         with tempfile.NamedTemporaryFile(dir=dest, delete=False) as tmp:
             tmp.write(gzip.decompress(payload))

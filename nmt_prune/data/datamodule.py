@@ -24,6 +24,7 @@ from nmt_prune.data.corpus import (
 )
 from nmt_prune.data.text import EOS_ID, Tokenizer, Vocab, encode_source
 from nmt_prune.data.toy import GRAMMAR_VERSION
+from nmt_prune.validate import DataMissing
 
 log = logging.getLogger(__name__)
 DATASETS = ("toy", "multi30k")
@@ -109,7 +110,7 @@ class NMTDataModule(pl.LightningDataModule):
         files = [f"{cfg.splits[s]}.{lang}" for s in SPLITS for lang in (cfg.src_lang, cfg.tgt_lang)]
         missing = [f for f in files if not (d / f).is_file()]
         if missing and not cfg.download:
-            raise FileNotFoundError(
+            raise DataMissing(
                 f"data.root={d} lacks {missing}; put the Multi30k task-1 text files there "
                 f"or set data.download=true"
             )
