@@ -40,11 +40,18 @@ from nmt_prune.report_read import COLUMNS, _fmt, collect, write_csv, write_markd
 from nmt_prune.results import get
 
 
+def check_sweep(root: Path) -> None:
+    """``FileNotFoundError`` naming SWEEP unless ``root`` is a directory with a results.json."""
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"SWEEP={root} is not a directory")
+    if next(Path(root).rglob("results.json"), None) is None:
+        raise FileNotFoundError(f"no results.json under {root}: not a sweep directory (or no job has run)")
+
+
 def make_report(root: Path, out: Path | None = None, use_wandb: bool | None = None) -> dict[str, Any]:
     """Write the tables and figures of the sweep under ``root``; returns what was written."""
     root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"SWEEP={root} is not a directory")
+    check_sweep(root)
     rows = collect(root)
     if not rows:
         raise FileNotFoundError(f"no results.json under {root}: not a sweep directory (or no job has run)")
@@ -104,6 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None, help="output directory (default: SWEEP/report)")
     ap.add_argument("--no-wandb", action="store_true", help="do not log the report to W&B")
     args = ap.parse_args(argv)
+    try:
+        check_sweep(args.sweep)
+    except FileNotFoundError as e:  # a user's mistake: the message, not a traceback
+        ap.exit(2, f"error: {e}\n")
     info = make_report(args.sweep, args.out, use_wandb=False if args.no_wandb else None)
     print(
         f"{info['rows']} jobs ({info['failed']} failed) -> {info['out']}: results.csv, results.md, "

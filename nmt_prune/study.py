@@ -129,6 +129,14 @@ def plan(study: Path, preset: str, overrides: list[str] = ()) -> list[tuple[str,
 
 
 def _plan_main(study: Path, presets: list[str], overrides: list[str], strict: bool) -> int:
+    known = sorted(f.stem for f in (CONF / "sweep").glob("*.yaml"))
+    unknown = [p for p in presets if p not in known]
+    if unknown:  # before Hydra's traceback: the name and every valid choice, on one line
+        print(
+            f"error: STUDY_PRESETS: no preset {', '.join(unknown)} in conf/sweep/; valid: {', '.join(known)}",
+            file=sys.stderr,
+        )
+        return 2
     reruns = 0
     for preset in presets:
         rows = plan(study, preset, overrides)
@@ -161,7 +169,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--strict", action="store_true", help="plan: exit 1 if a finished job would run again")
     args = ap.parse_args(argv)
     if args.action == "plan":
-        sys.exit(_plan_main(args.src, args.dst, overrides, args.strict))
+        from hydra.errors import HydraException
+
+        from nmt_prune.validate import ConfigError
+
+        try:
+            sys.exit(_plan_main(args.src, args.dst, overrides, args.strict))
+        except (ConfigError, HydraException) as e:  # e.g. a bad ARGS override: the message only
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
     args.dst = Path(args.dst[0])
     if not args.src.is_dir():
         print(f"{args.action}: {args.src} is not a directory; nothing to {args.action}")

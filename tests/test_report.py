@@ -201,11 +201,17 @@ def test_missing_data_skips_figures_with_a_note(tmp_path, capsys):
     assert "Skipped:" in (tmp_path / "s" / "report" / "results.md").read_text()
 
 
-def test_report_errors_are_clear(tmp_path):
+def test_report_errors_are_clear(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="not a directory"):
         make_report(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="no results.json"):
         make_report(tmp_path)
+    for sweep, message in ((tmp_path / "nope", "SWEEP="), (tmp_path, "no results.json")):
+        with pytest.raises(SystemExit) as e:  # the command line: one line, exit 2, no traceback
+            main([str(sweep), "--no-wandb"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
 def test_collect_reads_any_depth_and_skips_its_own_output(sweep):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
@@ -58,3 +59,18 @@ def test_the_plan_sees_a_finished_job_and_strict_refuses_to_redo_it(tmp_path, ca
     assert "1 finished job(s) would run again" in capsys.readouterr().err
     assert study._plan_main(tmp_path, ["study_rpp"], [], strict=False) == 0
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+def test_a_mistyped_preset_or_override_is_one_line(tmp_path, capsys):
+    """``make study STUDY_PRESETS=study_snp``: the name and the valid presets, exit 2, before any
+    config is composed; a bad ARGS value: the check's own message (no Hydra traceback)."""
+    for argv, message in (
+        (["plan", str(tmp_path), "study_snp", "study_snip"], "no preset study_snp in conf/sweep/; valid: "),
+        (["plan", str(tmp_path), "study_snp"], ", study_snip, study_snip_data, study_snip_init"),
+        (["plan", str(tmp_path), "study_snip", "--", "prune.pct=abc"], "prune.pct='abc'"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            study.main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err
