@@ -72,6 +72,7 @@ NOT_LEARNING = (
     "nmt_prune/stats.py",  # sparsity statistics
     "nmt_prune/allocation.py",  # (imported by stats; pruning only)
     "callbacks/rng_state.py",  # puts the generators back on a resume: an uninterrupted fit is the same
+    "nmt_prune/validate.py",  # config checks and the user-error classes (DataMissing for the data files)
 )
 FORMAT = 2  # 1: no fingerprints, data.root in the key
 #: relative difference of the re-measured val perplexity that still counts as reproduced
