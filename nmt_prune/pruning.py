@@ -45,12 +45,9 @@ from nmt_prune.training import (
     val_ppl,
     write_hyps,
 )
+from nmt_prune.validate import REINIT_SEED_OFFSET
 
 log = logging.getLogger(__name__)
-
-
-#: rewind=reinit draws theta_0' from the run's seed plus this (never equal to the original theta_0)
-REINIT_SEED_OFFSET = 1_000_003
 
 
 def _retrain_config(cfg: DictConfig, plan: Plan) -> DictConfig:

@@ -42,9 +42,15 @@ def check_positive(key: str, v: Any, what: str = "") -> None:
         raise ValueError(f"{key}={v!r}; must be a number > 0{what}")
 
 
+#: rewind=reinit draws theta_0' from the run's seed plus this (never equal to the original theta_0)
+REINIT_SEED_OFFSET = 1_000_003
+#: the largest seed: numpy's 2**32 - 1 less that offset
+SEED_MAX = 2**32 - 1 - REINIT_SEED_OFFSET
+
 #: key -> (test, what is valid)
 RULES: dict[str, tuple[Any, str]] = {
-    "seed": (_is_int, "an integer"),
+    # numpy's generators (seeded by Lightning's seed_everything) take 0 .. 2**32 - 1
+    "seed": (lambda v: _is_int(v) and 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_MAX:,}]"),
     "threads": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "data.batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "data.eval_batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),

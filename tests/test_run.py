@@ -239,6 +239,7 @@ def test_default_job_learns_the_toy_task(tmp_path):
     [
         ("data.batch_size=0", "data.batch_size=0; must be an integer >= 1"),
         ("seed=abc", "seed='abc'; must be an integer"),
+        ("seed=-3", "seed=-3; must be an integer in [0, 4,293,967,292]"),  # was a traceback, data loaded
         ("optim.lr=-1", "optim.lr=-1; must be a number > 0"),
         ("trainer.max_epochs=-3", "trainer.max_epochs=-3; must be an integer >= 1"),
         ("eval.beam_size=0", "eval.beam_size=0; must be an integer >= 1"),
