@@ -38,10 +38,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from nmt_prune import lending
+from nmt_prune.cache_lock import waiting_lock
 from nmt_prune.resume import loadable
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ NOT_LEARNING = (
     "nmt_prune/checkpoints.py",  # checkpoint I/O
     "nmt_prune/metrics.py",  # sacreBLEU calls (its version is in the signature)
     "nmt_prune/names.py",  # the names of the closed choices and metrics
+    "nmt_prune/cache_lock.py",  # waiting for another job's training of the same entry
     "nmt_prune/lending.py",  # how many threads the training runs with (waiting jobs lend theirs)
     "nmt_prune/stats.py",  # sparsity statistics
     "nmt_prune/allocation.py",  # (imported by stats; pruning only)
@@ -129,53 +130,6 @@ def key_config(cfg: DictConfig, data_fingerprint: str | None = None) -> dict[str
 def cache_key(cfg: DictConfig, data_fingerprint: str | None = None) -> str:
     blob = json.dumps(key_config(cfg, data_fingerprint), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-#: how long a job waits for another job's dense training before it gives up
-LOCK_TIMEOUT_H = 48.0
-#: how often a waiting job says it is still waiting
-LOCK_REPORT_S = 600.0
-
-
-@contextlib.contextmanager
-def _waiting_lock(
-    path: Path,
-    key: str,
-    timeout_h: float = LOCK_TIMEOUT_H,
-    report_s: float = LOCK_REPORT_S,
-    lend: bool = True,
-):
-    """The cache entry's file lock; a job that has to wait for it says so, says again every
-    ``report_s`` that it is still waiting, and gives up after ``timeout_h`` hours. ``lend``: its
-    threads help the job that trains the entry while it waits (nmt_prune/lending.py)."""
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=min(5.0, report_s))
-    except Timeout:
-        log.info("dense baseline %s: another job is training it; waiting for it (lock %s)", key, path)
-        with lending.waiting(path.with_suffix(".waiting")) if lend else contextlib.nullcontext():
-            _wait(lock, path, key, timeout_h, report_s)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _wait(lock: FileLock, path: Path, key: str, timeout_h: float, report_s: float) -> None:
-    waited, deadline = 0.0, timeout_h * 3600
-    while True:
-        try:
-            lock.acquire(timeout=min(report_s, max(deadline - waited, 0.001)))
-            return
-        except Timeout:
-            waited += report_s
-            if waited >= deadline:
-                raise TimeoutError(
-                    f"waited {timeout_h:g} h for the dense baseline {key} that another "
-                    f"job trains (lock {path}); if no job is training it, delete the "
-                    f"lock file and run again"
-                ) from None
-            log.info("dense baseline %s: still waiting for its training (%.0f min)", key, waited / 60)
 
 
 def _comparable(parts: dict[str, Any]) -> dict[str, Any]:
@@ -268,7 +222,7 @@ def obtain(
     final = root / key
     trained_here = False
     lend = bool(cfg.get("lend_threads", True))
-    with _waiting_lock(root / f"{key}.lock", key, lend=lend):
+    with waiting_lock(root / f"{key}.lock", key, lend=lend):
         adopted = (
             measure is not None
             and not (final / "results.json").is_file()
@@ -300,10 +254,7 @@ def obtain(
             shutil.rmtree(tmp / "checkpoints")  # last.ckpt etc.: not needed, large
             res = {k: v for k, v in res.items() if k not in ("checkpoint",)}
             res["eval"] = OmegaConf.to_container(cfg.eval, resolve=True)  # how its figures were measured
-            (tmp / "config.yaml").write_text(
-                OmegaConf.to_yaml(OmegaConf.create(key_config(cfg, data_fingerprint)))
-            )
-            (tmp / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+            _write_entry(tmp, cfg, data_fingerprint, res)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)  # atomic: the entry appears complete or not at all
             trained_here = True

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt_prune import baseline
+from nmt_prune import baseline, cache_lock
 from tests.conftest import make_cfg
 
 
@@ -123,12 +123,12 @@ def test_a_waiting_job_says_so_and_gives_up_with_a_clear_error(tmp_path, caplog)
     assert other.stdout.readline().strip() == "held"  # another job is training the entry
     caplog.set_level(logging.INFO, logger="nmt_prune.baseline")
     with pytest.raises(TimeoutError, match=r"dense baseline k .*delete the lock file"):
-        with baseline._waiting_lock(path, "k", timeout_h=0.3 / 3600, report_s=0.1):
+        with cache_lock.waiting_lock(path, "k", timeout_h=0.3 / 3600, report_s=0.1):
             pass
     assert "another job is training it; waiting" in caplog.text and "still waiting" in caplog.text
     other.stdin.write("done\n")  # the other job finishes
     other.stdin.flush()
-    with baseline._waiting_lock(path, "k", timeout_h=1, report_s=0.1):
+    with cache_lock.waiting_lock(path, "k", timeout_h=1, report_s=0.1):
         assert other.wait(timeout=60) == 0
 
 
