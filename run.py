@@ -25,7 +25,8 @@ def main(cfg: DictConfig) -> float | None:
     }
     try:
         if not job["multirun"]:
-            check(cfg)  # before torch and Lightning are imported: a typo fails in about a second
+            # before torch and Lightning are imported: a typo fails in about a second
+            check(cfg, list(hc.overrides.task))
         from nmt_prune.experiment import run  # after Hydra parsed the command line: fast --help
 
         results = run(cfg, overrides=list(hc.overrides.task), job=job)

@@ -11,6 +11,7 @@ and ``validate``; the maths modules take plain values.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,6 +31,7 @@ from nmt_prune.plan import plan_job, validate_prune
 from nmt_prune.pruning import prune_after_fit, prune_from_scratch
 from nmt_prune.runtime import keep_freed_memory
 from nmt_prune.training import build, build_data, effective_threads, train_dense
+from nmt_prune.validate import no_such_key
 
 __all__ = ["build", "run", "summary_values", "validate_prune"]  # the job's API (and what tests import)
 log = logging.getLogger(__name__)
@@ -70,6 +73,15 @@ def _config_record(cfg: DictConfig) -> dict[str, Any]:
         return OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
 
 
+def check_trainer_keys(cfg: DictConfig) -> None:
+    """``ConfigError`` for a ``trainer`` key that Lightning's ``Trainer`` does not take (the node is
+    passed to it whole, so ``+trainer.X=v`` may add any of its arguments), before any data is read."""
+    valid = [p for p in inspect.signature(Trainer.__init__).parameters if p not in ("self", "kwargs")]
+    for key in cfg.trainer:
+        if key not in valid:
+            raise no_such_key(f"trainer.{key}", sorted(valid), " (the arguments of Lightning's Trainer)")
+
+
 def run(
     cfg: DictConfig, overrides: list[str] | None = None, job: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -96,7 +108,8 @@ def run(
     try:
         if cfg.logger.name not in LOGGERS:
             raise ValueError(f"logger.name={cfg.logger.name!r}; valid choices: {LOGGERS}")
-        plan = plan_job(cfg)
+        plan = plan_job(cfg, results["overrides"])
+        check_trainer_keys(cfg)
         timing = plan.timing
         if cfg.get("resume", True) and not cfg.ckpt_path:
             action, prev, last = resume.decide(out, results["config"], results["overrides"], timing)

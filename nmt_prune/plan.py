@@ -24,7 +24,14 @@ from nmt_prune.names import (
     EMBEDDING_CLASSES,
     class_names,
 )
-from nmt_prune.validate import ConfigError, check_basics, check_int, check_positive
+from nmt_prune.validate import (
+    ConfigError,
+    check_added_keys,
+    check_basics,
+    check_int,
+    check_positive,
+    no_such_key,
+)
 
 
 def _theta0_of(ckpt: str) -> Path | None:
@@ -217,17 +224,16 @@ def _unknown_keys(node: Any, known: Any, prefix: str) -> list[tuple[str, list[st
     return out
 
 
-def check(cfg: DictConfig) -> str | None:
-    """Every check of the config before any work; the job's timing (None: a dense job)."""
+def check(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> str | None:
+    """Every check of the config before any work; the job's timing (None: a dense job).
+    ``overrides``: the job's command-line overrides (keys added with ``+``)."""
     check_basics(cfg)
+    check_added_keys(cfg, overrides)
     known = OmegaConf.to_container(OmegaConf.structured(schema.Prune))  # every key a job may set
     bad = _unknown_keys(OmegaConf.to_container(cfg.prune), known, "prune.")
     if bad:  # Hydra lets ``+prune.X`` add a key the schema lacks
         key, valid = bad[0]
-        parent = key.rsplit(".", 1)[0]
-        raise ConfigError(
-            f"{key}: no such key; valid keys of {parent}: {', '.join(valid)} (conf/prune/default.yaml)"
-        )
+        raise no_such_key(key, valid, " (conf/prune/default.yaml)")
     try:
         return validate_prune(cfg)
     except (ValueError, FileNotFoundError) as e:  # all of them a mistake in the config
@@ -267,9 +273,9 @@ class Plan:
         return criteria.get(self.method)
 
 
-def plan_job(cfg: DictConfig) -> Plan:
-    """``check(cfg)``, then the job's ``Plan``."""
-    timing = check(cfg)
+def plan_job(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> Plan:
+    """``check(cfg, overrides)``, then the job's ``Plan``."""
+    timing = check(cfg, overrides)
     p = cfg.prune
     crit = criteria.get(str(p.method))
     r = p.retrain

@@ -120,7 +120,7 @@ def plan(study: Path, preset: str, overrides: list[str] = ()) -> list[tuple[str,
             with open_dict(cfg):  # what the job's results.json records (paths: where, not what)
                 del cfg["hydra"], cfg["paths"]
             config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-            timing = plan_job(cfg).timing  # as experiment.run finds it
+            timing = plan_job(cfg, task).timing  # as experiment.run finds it
             action, prev, why = decide(study / preset / name, config, task, timing, dry=True)
             if action == "run" and prev:
                 action = "rerun" if prev.get("status") != "ok" else "rerun finished"

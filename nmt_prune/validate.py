@@ -7,6 +7,8 @@ Rules that involve the ``prune`` node live in ``experiment.validate_prune``.
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -76,3 +78,37 @@ def check_basics(cfg: DictConfig) -> None:
             continue
         if not ok(value):
             raise ConfigError(f"{key}={value!r}; must be {valid}")
+
+
+#: the config tree (conf/): ``+NAME=...`` where conf/NAME/ is a directory appends a config group
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+#: nodes handed whole to a library as keyword arguments (Lightning's ``Trainer(**trainer)``):
+#: ``+trainer.X=v`` may add any argument of it (training.check_trainer_keys checks the names)
+FREE_NODES = ("trainer",)
+
+
+def no_such_key(key: str, valid: list[str], where: str = "") -> ConfigError:
+    """The error for a key no code reads: the key, the closest valid one, the valid keys beside it."""
+    parent, _, leaf = key.rpartition(".")
+    close = difflib.get_close_matches(leaf, valid, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    listed = ", ".join(valid)
+    return ConfigError(f"{key}: no such key{hint}; valid keys of {parent or 'the config'}: {listed}{where}")
+
+
+def check_added_keys(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> None:
+    """Raise ``ConfigError`` for a ``+key=value`` override that adds a key no code reads (Hydra
+    suggests ``+eval.beam=0`` for a mistyped ``eval.beam=0``: the job would run with the default
+    beam and say nothing). Config groups (``+sweep=NAME``), ``FREE_NODES``, ``hydra`` (Hydra's own)
+    and ``prune`` (checked against its schema, plan.check) pass."""
+    for o in overrides:
+        if not o.startswith("+") or o.startswith("++"):  # ++: set or add, Hydra's force
+            continue
+        key = o[1:].split("=", 1)[0]
+        top = key.split(".", 1)[0]
+        if top in (*FREE_NODES, "prune", "hydra") or (CONF_DIR / key.replace(".", "/")).is_dir():
+            continue
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        keys = sorted(str(k) for k in node.keys() if k != leaf) if isinstance(node, DictConfig) else []
+        raise no_such_key(key, keys, " (a `+` adds a key that nothing reads)")

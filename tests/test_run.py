@@ -251,6 +251,10 @@ def test_default_job_learns_the_toy_task(tmp_path):
         ("prune.method=taylr", "Invalid value 'taylr', expected one of [magnitude, random, obd, snip"),
         ("prune.obd.sentences=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
         ("prune.regrow=maybe", "Value 'maybe' is not a valid bool"),
+        # Hydra's own advice for a mistyped eval.beam=0; the job would decode with beam_size 5, silently
+        ("+eval.beam=0", "eval.beam: no such key (did you mean beam_size?); valid keys of eval: beam_size"),
+        ("+nonsense=1", "nonsense: no such key; valid keys of the config: ckpt_path, data"),
+        ("+trainer.precison=bf16-mixed", "trainer.precison: no such key (did you mean precision?); valid"),
     ],
 )
 def test_a_users_mistake_is_one_line_before_any_work(tmp_path, override, message):
