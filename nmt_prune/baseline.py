@@ -43,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from nmt_prune import lending
 from nmt_prune.cache_lock import waiting_lock
 from nmt_prune.resume import loadable
+from nmt_prune.runtime import machine_record
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,7 @@ def obtain(
             shutil.rmtree(tmp / "checkpoints")  # last.ckpt etc.: not needed, large
             res = {k: v for k, v in res.items() if k not in ("checkpoint",)}
             res["eval"] = OmegaConf.to_container(cfg.eval, resolve=True)  # how its figures were measured
+            res["machine"] = machine_record(cfg.trainer.accelerator)  # where it was trained
             _write_entry(tmp, cfg, data_fingerprint, res)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)  # atomic: the entry appears complete or not at all

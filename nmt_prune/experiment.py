@@ -29,7 +29,7 @@ from nmt_prune.console import quiet_console, result_line
 from nmt_prune.loggers import LOGGERS, make_logger, summary_values
 from nmt_prune.plan import plan_job, validate_prune
 from nmt_prune.pruning import prune_after_fit, prune_from_scratch
-from nmt_prune.runtime import keep_freed_memory
+from nmt_prune.runtime import keep_freed_memory, machine_record
 from nmt_prune.training import build, build_data, effective_threads, train_dense
 from nmt_prune.validate import no_such_key
 
@@ -48,15 +48,6 @@ def _scheduler_record() -> dict[str, Any]:
     }
     rec = {k: os.environ[v] for k, v in env.items() if v in os.environ}
     return {"slurm": rec} if rec else {}
-
-
-def _machine_record(cfg: DictConfig) -> dict[str, Any]:
-    """results.json ``machine``: what the job ran on (a GPU's numbers differ from a CPU's in the
-    last bits, so a study that mixes them says which is which): ``device`` is ``cuda:<name>``
-    where Lightning's accelerator resolves to the GPU, else ``cpu``."""
-    gpu = torch.cuda.is_available() and str(cfg.trainer.accelerator) in ("auto", "gpu", "cuda")
-    device = f"cuda:{torch.cuda.get_device_name(0)}" if gpu else "cpu"
-    return {"device": device, "torch": torch.__version__, "cpus": os.cpu_count()}
 
 
 def _write_results(out: Path, results: dict[str, Any]) -> None:
@@ -140,7 +131,7 @@ def run(
                 os.cpu_count(),
             )
         results["threads"] = threads
-        results["machine"] = _machine_record(cfg)
+        results["machine"] = machine_record(cfg.trainer.accelerator)
         torch.set_num_threads(threads)
         if cfg.keep_freed_memory:
             keep_freed_memory()

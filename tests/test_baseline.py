@@ -58,6 +58,7 @@ def test_failed_training_leaves_nothing_to_pick_up(tmp_path):
     assert not [d for d in (tmp_path / "cache" / "dense").iterdir() if d.is_dir()]
     res = baseline.obtain(cfg, _fake_train(tmp_path / "count.txt", delay=0))
     assert res["trained_here"] and res["test_bleu"] == 42.0
+    assert res["machine"]["cpu"] and res["machine"]["cpu_capability"]  # where the entry was trained
     assert (tmp_path / "count.txt").read_text().count("trained") == 2
 
 
