@@ -83,7 +83,7 @@ def check_basics(cfg: DictConfig) -> None:
 #: the config tree (conf/): ``+NAME=...`` where conf/NAME/ is a directory appends a config group
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 #: nodes handed whole to a library as keyword arguments (Lightning's ``Trainer(**trainer)``):
-#: ``+trainer.X=v`` may add any argument of it (training.check_trainer_keys checks the names)
+#: ``+trainer.X=v`` may add any argument of it (experiment.check_trainer_keys checks the names)
 FREE_NODES = ("trainer",)
 
 
