@@ -32,7 +32,7 @@ STUDY ?= study
 DATA_ROOT ?= ../shared/data/multi30k
 #: in the order they run: the headline and the cheap curves first, full trainings from scratch last
 STUDY_PRESETS ?= study_control study_oneshot study_headline study_recipe study_no_retrain study_gradual study_no_retrain_controls study_obd_all \
-	study_obs study_obs_retrain study_rpp_lambda study_rpp study_l1_lambda study_l1 study_size_dense study_size_pruned study_sensitivity study_methods study_schedules study_rpp_equal study_l1_equal study_sgd study_rewind study_snip study_snip_init \
+	study_obs study_obs_retrain study_rpp_lambda study_rpp study_l1_lambda study_l1 study_size_dense study_size_pruned study_sensitivity study_methods study_schedules study_rpp_equal study_l1_equal study_sgd_no_retrain study_sgd study_rewind study_snip study_snip_init \
 	study_snip_data study_bf16
 
 CKPT ?=

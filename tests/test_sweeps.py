@@ -46,6 +46,7 @@ EXPECTED_JOBS = {
     "study_sensitivity": 40,
     "study_schedules": 6,
     "study_sgd": 4,
+    "study_sgd_no_retrain": 21,
     "study_headline": 4,
     "study_obs": 30,
     "study_obd_all": 14,
