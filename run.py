@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nmt_prune.plan import check  # (and the prune node's schema, nmt_prune/schema.py)
-from nmt_prune.validate import ConfigError
+from nmt_prune.validate import ConfigError, Diverged
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -30,11 +30,11 @@ def main(cfg: DictConfig) -> float | None:
         from nmt_prune.experiment import run  # after Hydra parsed the command line: fast --help
 
         results = run(cfg, overrides=list(hc.overrides.task), job=job)
-    except ConfigError as e:
+    except (ConfigError, Diverged) as e:
         if job["multirun"]:
             raise  # recorded in the job's results.json; the multirun goes on and exits non-zero
-        print(f"error: {e}", file=sys.stderr)  # a user's mistake: the message, not a traceback
-        sys.exit(2)
+        print(f"error: {e}", file=sys.stderr)  # a user's mistake or choice: the message, no traceback
+        sys.exit(2 if isinstance(e, ConfigError) else 1)
     return results.get("test_bleu")
 
 

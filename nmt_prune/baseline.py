@@ -74,6 +74,7 @@ NOT_LEARNING = (
     "nmt_prune/stats.py",  # sparsity statistics
     "nmt_prune/allocation.py",  # (imported by stats; pruning only)
     "callbacks/rng_state.py",  # puts the generators back on a resume: an uninterrupted fit is the same
+    "callbacks/divergence.py",  # fails a fit whose loss is NaN: a finite fit is untouched
     "nmt_prune/validate.py",  # config checks and the user-error classes (DataMissing for the data files)
 )
 FORMAT = 2  # 1: no fingerprints, data.root in the key
@@ -123,6 +124,8 @@ def key_config(cfg: DictConfig, data_fingerprint: str | None = None) -> dict[str
     wp = parts["loss"].get("weight_penalty")
     if wp is not None and (wp.get("type") == "none" or not wp.get("strength")):
         parts["loss"].pop("weight_penalty")
+    if parts["loss"].get("normalize") == "token":  # the loss before the option existed
+        parts["loss"].pop("normalize")
     parts["format"] = FORMAT
     parts["fingerprint"] = {"data": data_fingerprint, "code": code_version()}
     return parts

@@ -20,6 +20,7 @@ from nmt_prune.metrics import bleu_scores
 from nmt_prune.model import Seq2Seq
 from nmt_prune.names import (  # noqa: F401  (re-exported)
     CONVERGENCE_RULES,
+    LOSS_NORMALIZATIONS,
     LR_SCHEDULES,
     TRAIN_LOSS,
     VAL_PPL,
@@ -42,8 +43,11 @@ class NMTModule(pl.LightningModule):
     early_stop (callbacks/convergence.py: the fit runs until val ppl stops improving)}),
     ``label_smoothing``, ``weight_penalty`` ({type: none | l1 | l2, strength}: lambda sum |w| or
     lambda/2 sum w^2 over every weight matrix, embeddings included, biases not: the default
-    prunable set; Han et al. 2015 sect. 3.1), ``eval`` (decoding settings). The data state (vocabularies and
-    tokenisers) travels in the checkpoint too, so a checkpoint alone can translate.
+    prunable set; Han et al. 2015 sect. 3.1), ``loss_normalize`` (the summed token losses of a
+    batch over its tokens, or over its sentences as Luong et al. 2015 and See et al. 2016 train:
+    their SGD step is ~ mean target length times a per-token one), ``eval`` (decoding settings).
+    The data state (vocabularies and tokenisers) travels in the checkpoint too, so a checkpoint
+    alone can translate.
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class NMTModule(pl.LightningModule):
         data_state: dict,
         label_smoothing: float = 0.0,
         weight_penalty: dict | None = None,
+        loss_normalize: str = "token",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["data_state"], logger=False)
@@ -68,6 +73,10 @@ class NMTModule(pl.LightningModule):
         lam = wp["strength"]
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
             raise ValueError(f"loss.weight_penalty.strength={lam!r}; must be a number >= 0")
+        if loss_normalize not in LOSS_NORMALIZATIONS:
+            raise ValueError(
+                f"loss.normalize={loss_normalize!r}; valid choices: {', '.join(LOSS_NORMALIZATIONS)}"
+            )
         self.weight_penalty = wp
         self.data_state = data_state
         self.src_vocab, self.tgt_vocab = Vocab(data_state["src_vocab"]), Vocab(data_state["tgt_vocab"])
@@ -110,9 +119,13 @@ class NMTModule(pl.LightningModule):
         return 0.5 * lam * sum(w.pow(2).sum() for w in ws)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.nll(batch, self.hparams.label_smoothing) / batch["ntok"]
+        total = self.nll(batch, self.hparams.label_smoothing)
         self._tokens += batch["ntok"]
-        self.log(TRAIN_LOSS, loss, prog_bar=True, batch_size=batch["ntok"])
+        self.log(TRAIN_LOSS, total / batch["ntok"], prog_bar=True, batch_size=batch["ntok"])  # per token
+        per = (
+            batch["ntok"] if self.hparams.get("loss_normalize", "token") == "token" else batch["src"].size(0)
+        )
+        loss = total / per
         pen = self.penalty()
         if pen is not None:
             self.log("train/penalty", pen, batch_size=batch["ntok"])

@@ -15,6 +15,10 @@ CONVERGENCE_RULES = ("converge", "early_stop")
 LR_SCHEDULES = ("none", "halving", "plateau", *CONVERGENCE_RULES)
 #: ``prune.rpp.penalty``: RPP's proximal steps, or the plain l1 term in the loss it is compared with
 RPP_PENALTIES = ("proximal", "l1")
+#: ``loss.normalize``: the training loss is the batch's summed token losses over its token count
+#: (token) or over its sentence count (sentence: Luong et al. 2015 and See et al. 2016, whose SGD
+#: learning rate 1.0 and clipping at 5 assume it)
+LOSS_NORMALIZATIONS = ("token", "sentence")
 #: ``loss.weight_penalty.type``
 WEIGHT_PENALTIES = ("none", "l1", "l2")
 #: when a criterion can prune (``Criterion.timings``; nmt_prune/criteria.py)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -16,6 +17,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.convergence import Convergence, stop_record
+from callbacks.divergence import Diverged, Divergence
 from callbacks.rng_state import RngState
 from nmt_prune import lending
 from nmt_prune.checkpoints import check_checkpoint
@@ -60,6 +62,7 @@ def build_module(cfg: DictConfig, dm: NMTDataModule, init_seed: int | None = Non
         eval=OmegaConf.to_container(cfg.eval, resolve=True),
         label_smoothing=cfg.loss.label_smoothing,
         weight_penalty=OmegaConf.to_container(cfg.loss.weight_penalty),
+        loss_normalize=cfg.loss.get("normalize", "token"),
         data_state=dm.state(),
     )
     pl.seed_everything(cfg.seed if init_seed is None else init_seed, workers=True, verbose=False)
@@ -89,7 +92,8 @@ def make_trainer(
         save_last=True,
         auto_insert_metric_name=False,
     )
-    callbacks = [ckpt, RngState(), *(callbacks or [])]  # RngState: a resumed fit draws as if never stopped
+    # RngState: a resumed fit draws as if never stopped; Divergence: a NaN loss fails the job
+    callbacks = [ckpt, RngState(), Divergence(), *(callbacks or [])]
     sched = cfg.lr_schedule
     if sched.name in CONVERGENCE_RULES:
         settings = {k: sched[k] for k in ("patience", "factor", "max_halvings") if k in sched}
@@ -135,6 +139,10 @@ def evaluate(trainer: pl.Trainer, module: NMTModule, dm: NMTDataModule, ckpt: st
     t0 = time.perf_counter()
     val = trainer.validate(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
     test = trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
+    bad = {k: m[k] for k, m in ((VAL_PPL, val), (TEST_PPL, test)) if not math.isfinite(m[k])}
+    if bad:  # NaN weights (or a NaN computation): not a result to report as ok
+        weights = f"checkpoint {ckpt}" if ckpt else "the current weights"
+        raise Diverged(f"the model's outputs are not numbers: {bad} ({weights})")
     return {
         "val_ppl": val[VAL_PPL],
         "val_bleu": val.get(VAL_BLEU),

@@ -13,6 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nmt_prune.names import LOSS_NORMALIZATIONS
+
 
 class ConfigError(ValueError):
     """A value in the config that cannot work; the message says which and what would."""
@@ -22,6 +24,12 @@ class DataMissing(ConfigError, FileNotFoundError):
     """Data files a job needs that are not there and cannot be fetched (a wrong ``data.root``, no
     network for the download): a user's mistake like any ``ConfigError`` (one line, exit 2), and
     still a ``FileNotFoundError`` for code that catches that."""
+
+
+class Diverged(RuntimeError):
+    """A fit whose training or validation loss became inf or NaN (callbacks/divergence.py): the
+    job fails with where and at which learning rate; ``run.py`` prints it as one line, exits 1.
+    Defined here, free of torch, so run.py can catch it without importing Lightning first."""
 
 
 def _is_int(v: Any) -> bool:
@@ -67,6 +75,7 @@ RULES: dict[str, tuple[Any, str]] = {
     "eval.max_len_cap": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "eval.length_penalty": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (0 = off)"),
     "loss.label_smoothing": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "loss.normalize": (lambda v: v in LOSS_NORMALIZATIONS, f"one of {', '.join(LOSS_NORMALIZATIONS)}"),
 }
 
 

@@ -246,6 +246,7 @@ def test_default_job_learns_the_toy_task(tmp_path):
         ("seed=abc", "seed='abc'; must be an integer"),
         ("seed=-3", "seed=-3; must be an integer in [0, 4,293,967,292]"),  # was a traceback, data loaded
         ("optim.lr=-1", "optim.lr=-1; must be a number > 0"),
+        ("loss.normalize=word", "loss.normalize='word'; must be one of token, sentence"),
         ("trainer.max_epochs=-3", "trainer.max_epochs=-3; must be an integer >= 1"),
         ("eval.beam_size=0", "eval.beam_size=0; must be an integer >= 1"),
         ("eval.beam_size=-1", "eval.beam_size=-1; must be an integer >= 1"),
