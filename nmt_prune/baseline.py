@@ -1,14 +1,14 @@
 """One dense baseline per sweep: a content-addressed cache of trained dense checkpoints.
 
-Prune-after-fit jobs that share data, model, initialisation, optimiser, LR schedule, loss,
-trainer settings and seed share one trained dense model. The cache key is a hash of exactly those
-config parts (resolved), of the data's content (the SHA-256 of every split file, so a corpus edited
-in place, or a toy corpus of another grammar version, gets a new entry; where the files lie does
-not count) and of the code that decides what a dense training learns (``CODE_FILES``, compared as
-syntax trees without docstrings: comments, formatting and docs do not count, a changed line of
-code does). ``<cache>/dense/<key>/`` holds ``best.ckpt``, ``theta0.pt`` (the initial weights,
-for lottery-ticket rewinding), ``results.json`` (the dense figures) and ``config.yaml`` (the keyed
-config and fingerprints, for humans).
+Prune-after-fit jobs that share data, model, initialisation, optimiser, LR schedule, loss, trainer
+settings and seed share one trained dense model. The cache key is a hash of exactly those config
+parts (resolved), of the data's content (the SHA-256 of every split file, so a corpus edited in
+place, or a toy corpus of another grammar version, gets a new entry; where the files lie does not
+count) and of the code that decides what a dense training learns (nmt_prune/code_fingerprint.py:
+comments, formatting and docs do not count, a changed line of code does). ``<cache>/dense/<key>/``
+holds ``best.ckpt``, ``theta0.pt`` (the initial weights, for lottery-ticket rewinding),
+``results.json`` (the dense figures) and ``config.yaml`` (the keyed config and fingerprints, for
+humans).
 
 Adoption: when the key misses but an entry exists for the same config made by other code (or by
 a version of this cache from before the fingerprints), the entry is re-measured with the code and
@@ -21,27 +21,29 @@ A file lock (``<key>.lock``) makes parallel jobs wait for one training instead o
 their own. The entry is built in ``.<key>.partial`` and renamed into place when complete, so a
 killed job never leaves a half-written entry that another job could pick up; the next job that
 needs the entry resumes that training from its ``last.ckpt`` (a long dense training survives
-the end of a session) or, if there is none that loads, starts it over.
+the end of a session) or, if there is none that loads, starts it over. An entry that cannot be
+read (a disk fault, a copy cut short) is moved to ``.<key>.broken-<time>`` and trained again.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nmt_prune import lending
 from nmt_prune.cache_lock import waiting_lock
+from nmt_prune.code_fingerprint import code_version
 from nmt_prune.resume import loadable
 from nmt_prune.runtime import machine_record
 
@@ -49,62 +51,11 @@ log = logging.getLogger(__name__)
 
 #: the config parts a dense training depends on
 KEY_PARTS = ("data", "model", "init", "optim", "lr_schedule", "loss", "trainer", "seed")
-#: the source files (under the project root) whose code decides what a dense training learns
-CODE_FILES = (
-    "nmt_prune/model.py",
-    "nmt_prune/init.py",  # the initial weights
-    "nmt_prune/module.py",
-    "nmt_prune/training.py",
-    "nmt_prune/search.py",
-    "nmt_prune/data/text.py",
-    "nmt_prune/data/datamodule.py",
-    "nmt_prune/data/batching.py",
-    "nmt_prune/data/corpus.py",
-    "nmt_prune/data/toy.py",
-    "callbacks/convergence.py",
-)
-#: code the dense training imports that does not change what it learns or the figures it records
-#: (tests/test_baseline.py checks that every module the training imports is in one of the lists)
-NOT_LEARNING = (
-    "nmt_prune/checkpoints.py",  # checkpoint I/O
-    "nmt_prune/metrics.py",  # sacreBLEU calls (its version is in the signature)
-    "nmt_prune/names.py",  # the names of the closed choices and metrics
-    "nmt_prune/cache_lock.py",  # waiting for another job's training of the same entry
-    "nmt_prune/lending.py",  # how many threads the training runs with (waiting jobs lend theirs)
-    "nmt_prune/stats.py",  # sparsity statistics
-    "nmt_prune/allocation.py",  # (imported by stats; pruning only)
-    "callbacks/rng_state.py",  # puts the generators back on a resume: an uninterrupted fit is the same
-    "callbacks/divergence.py",  # fails a fit whose loss is NaN: a finite fit is untouched
-    "nmt_prune/validate.py",  # config checks and the user-error classes (DataMissing for the data files)
-)
 FORMAT = 2  # 1: no fingerprints, data.root in the key
 #: relative difference of the re-measured val perplexity that still counts as reproduced
 ADOPT_RTOL = 1e-3
 #: trainer keys that change how a run looks, not what it learns
 _TRAINER_COSMETIC = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
-
-
-def _code_digest(path: Path) -> str:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    for node in ast.walk(tree):  # docstrings are documentation, not code
-        body = getattr(node, "body", None)
-        if (
-            isinstance(body, list)
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
-
-
-@functools.cache
-def code_version() -> str:
-    """A hash of ``CODE_FILES`` as syntax trees without docstrings (16 hex digits)."""
-    root = Path(__file__).resolve().parent.parent
-    blob = "".join(f"{f}:{_code_digest(root / f)}\n" for f in CODE_FILES)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def key_config(cfg: DictConfig, data_fingerprint: str | None = None) -> dict[str, Any]:
@@ -203,6 +154,32 @@ def _adopt(
     return False
 
 
+def _set_aside_if_broken(root: Path, key: str) -> None:
+    """An entry whose results.json, best.ckpt or theta0.pt (where there is one: a GPU session's
+    copy has none) cannot be read, a disk fault or a copy cut short, is moved to
+    ``.{key}.broken-<time>`` with a warning and trained again, instead of failing every job."""
+    final, problems = root / key, []
+    try:
+        json.loads((final / "results.json").read_text())
+    except Exception as e:
+        problems.append(f"results.json: {type(e).__name__}")
+    for name in ("best.ckpt", "theta0.pt"):
+        if name == "best.ckpt" or (final / name).exists():
+            try:
+                torch.load(final / name, map_location="cpu", weights_only=True)
+            except Exception as e:
+                problems.append(f"{name}: {type(e).__name__}: {str(e)[:60]}")
+    if problems:
+        aside = root / f".{key}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(final, aside)
+        log.warning(
+            "dense baseline %s cannot be read (%s): moved to %s, training it again",
+            key,
+            "; ".join(problems),
+            aside,
+        )
+
+
 def obtain(
     cfg: DictConfig,
     train: Callable[[Path, str | None], dict[str, Any]],
@@ -227,6 +204,8 @@ def obtain(
     trained_here = False
     lend = bool(cfg.get("lend_threads", True))
     with waiting_lock(root / f"{key}.lock", key, lend=lend):
+        if (final / "results.json").is_file():
+            _set_aside_if_broken(root, key)
         adopted = (
             measure is not None
             and not (final / "results.json").is_file()

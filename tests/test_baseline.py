@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from nmt_prune import baseline, cache_lock
+from nmt_prune import baseline, cache_lock, code_fingerprint
 from tests.conftest import make_cfg
 
 
@@ -21,8 +22,8 @@ def _fake_train(counter: Path, fail: bool = False, delay: float = 0.5):
         if fail:
             raise RuntimeError("killed mid-training")
         (out / "checkpoints").mkdir(exist_ok=True)
-        (out / "checkpoints" / "best.ckpt").write_bytes(b"weights")
-        (out / "theta0.pt").write_bytes(b"init")
+        torch.save({"w": torch.ones(2)}, out / "checkpoints" / "best.ckpt")  # files torch can read
+        torch.save({"w": torch.zeros(2)}, out / "theta0.pt")
         return {"status": "ok", "checkpoint": str(out / "checkpoints" / "best.ckpt"), "test_bleu": 42.0}
 
     return train
@@ -46,7 +47,7 @@ def test_parallel_jobs_train_once(tmp_path):
     assert sorted(q.get() for _ in procs) == [False, False, True]
     assert (tmp_path / "count.txt").read_text().count("trained") == 1
     (entry,) = [d for d in (tmp_path / "cache" / "dense").iterdir() if d.is_dir()]
-    assert (entry / "best.ckpt").read_bytes() == b"weights" and (entry / "theta0.pt").is_file()
+    assert torch.load(entry / "best.ckpt")["w"].sum() == 2 and (entry / "theta0.pt").is_file()
 
 
 def test_failed_training_leaves_nothing_to_pick_up(tmp_path):
@@ -60,6 +61,22 @@ def test_failed_training_leaves_nothing_to_pick_up(tmp_path):
     assert res["trained_here"] and res["test_bleu"] == 42.0
     assert res["machine"]["cpu"] and res["machine"]["cpu_capability"]  # where the entry was trained
     assert (tmp_path / "count.txt").read_text().count("trained") == 2
+
+
+def test_an_entry_that_cannot_be_read_is_set_aside_and_trained_again(tmp_path, caplog):
+    """A cut-short best.ckpt (a disk fault, a copy killed) failed every job that needed the entry
+    with a traceback; now the entry moves to .<key>.broken-<time> (kept) and is trained again."""
+    cfg, count = make_cfg(tmp_path), tmp_path / "count.txt"
+    first = baseline.obtain(cfg, _fake_train(count, delay=0))
+    best = Path(first["checkpoint"])
+    best.write_bytes(best.read_bytes()[:20])
+    again = baseline.obtain(cfg, _fake_train(count, delay=0))
+    assert again["trained_here"] and count.read_text().count("trained") == 2
+    (aside,) = (tmp_path / "cache" / "dense").glob(f".{first['cache_key']}.broken-*")
+    assert (aside / "results.json").is_file() and "cannot be read (best.ckpt: " in caplog.text
+    Path(again["theta0"]).unlink()  # an entry copied without theta0.pt (a GPU session's) is whole
+    assert not baseline.obtain(cfg, _fake_train(count, delay=0))["trained_here"]
+    assert count.read_text().count("trained") == 2
 
 
 def test_an_interrupted_training_is_resumed_by_the_next_job(tmp_path):
@@ -151,9 +168,10 @@ def test_code_version_ignores_docs_and_formatting_but_not_code(tmp_path):
         '# a comment\ndef f(x):\n    """Other doc, longer."""\n\n    return (x\n            + 1)  # why\n'
     )
     c.write_text('def f(x):\n    """Doc."""\n    return x + 2\n')
-    assert baseline._code_digest(a) == baseline._code_digest(b) != baseline._code_digest(c)
+    digest = code_fingerprint._code_digest
+    assert digest(a) == digest(b) != digest(c)
     root = Path(baseline.__file__).resolve().parent.parent
-    assert all((root / f).is_file() for f in baseline.CODE_FILES)  # the list names files that exist
+    assert all((root / f).is_file() for f in code_fingerprint.CODE_FILES)  # the list names files that exist
 
 
 def test_every_module_the_dense_training_imports_is_keyed_or_declared_harmless():
@@ -179,7 +197,8 @@ def test_every_module_the_dense_training_imports_is_keyed_or_declared_harmless()
 
     follow("nmt_prune/training.py")
     seen = {f for f in seen if not f.endswith("__init__.py")}
-    assert seen <= set(baseline.CODE_FILES) | set(baseline.NOT_LEARNING), seen - set(baseline.CODE_FILES)
+    keyed, harmless = set(code_fingerprint.CODE_FILES), set(code_fingerprint.NOT_LEARNING)
+    assert seen <= keyed | harmless, seen - keyed - harmless
 
 
 def test_an_edited_corpus_gets_a_new_entry_not_the_stale_model(tmp_path):

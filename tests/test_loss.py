@@ -28,4 +28,3 @@ def test_sentence_normalisation_scales_the_gradient_by_tokens_per_sentence(toy_d
     assert ratio > 2  # toy sentences are several tokens long: the check can tell the two apart
     for g_tok, g_sent in zip(grads["token"], grads["sentence"], strict=True):
         torch.testing.assert_close(g_sent, ratio * g_tok, rtol=1e-5, atol=1e-7)
-
