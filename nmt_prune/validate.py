@@ -26,6 +26,12 @@ class DataMissing(ConfigError, FileNotFoundError):
     still a ``FileNotFoundError`` for code that catches that."""
 
 
+class DataUnusable(ConfigError):
+    """Data files that are there but cannot be used: not UTF-8, source and target of different
+    lengths, an empty split or vocabulary, a download whose checksum is wrong. A user's data, not
+    a bug: one line naming the file and what to do, exit 2 (they were tracebacks)."""
+
+
 class Diverged(RuntimeError):
     """A fit whose training or validation loss became inf or NaN (callbacks/divergence.py): the
     job fails with where and at which learning rate; ``run.py`` prints it as one line, exits 1.

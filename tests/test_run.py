@@ -287,3 +287,31 @@ def test_missing_data_is_one_line_naming_data_root(tmp_path, download):
     assert f"error: data.root={root} lacks" in p.stderr and "Traceback" not in p.stderr
     assert (f"{url}/train.en.gz" in p.stderr) == (download == "true")  # the download was tried
     assert not (tmp_path / "out" / "checkpoints").exists() and not root.exists()
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("misaligned", "train.en has 20 lines but"),
+        ("latin1", "val.en is not UTF-8 text: line 3, byte 11 (invalid continuation byte); convert it"),
+        ("empty", "the val split is empty"),
+    ],
+)
+def test_unusable_data_is_one_line_naming_the_file(tmp_path, fault, message):
+    """Files that are there but cannot be used: one line naming the file, exit 2 (were tracebacks)."""
+    root = tmp_path / "d"
+    root.mkdir()
+    for split in ("train", "val", "test_2016_flickr"):
+        for lang in ("en", "de"):
+            (root / f"{split}.{lang}").write_text("".join(f"a b c {i}\n" for i in range(20)))
+    if fault == "misaligned":
+        (root / "train.de").write_text("x\n" * 19)
+    elif fault == "latin1":
+        (root / "val.en").write_bytes(b"one\ntwo\ncaf\xe9\n")
+    else:
+        (root / "val.en").write_text("")
+        (root / "val.de").write_text("")
+    p = _cli(tmp_path, "data=multi30k", f"data.root={root}", "data.min_freq=1")
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert message in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "out" / "checkpoints").exists()

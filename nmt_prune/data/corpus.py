@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from nmt_prune.data.toy import generate_toy_corpus
-from nmt_prune.validate import DataMissing
+from nmt_prune.validate import DataMissing, DataUnusable
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _download(dest: Path, files: list[str], base_url: str, checksums: dict[str, 
         expected, got = checksums.get(name), sha256(Path(tmp.name))
         if expected is not None and got != expected:
             os.unlink(tmp.name)
-            raise ValueError(f"SHA-256 mismatch for {url}: got {got}, expected {expected}")
+            raise DataUnusable(f"SHA-256 mismatch for {url}: got {got}, expected {expected}")
         shutil.move(tmp.name, dest / name)
         log.info("downloaded %s -> %s", url, dest / name)
 
@@ -117,7 +117,7 @@ def _read_utf8(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise ValueError(
+        raise DataUnusable(
             f"{path} is not UTF-8 text: line {line}, byte {e.start} ({e.reason}); "
             f"convert it, e.g. iconv -f latin1 -t utf-8"
         ) from None
@@ -133,7 +133,7 @@ def read_parallel(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]
         if lines and lines[-1] == "":
             lines.pop()
     if len(src) != len(tgt):
-        raise ValueError(
+        raise DataUnusable(
             f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: they must be aligned"
         )
     return src, tgt

@@ -24,7 +24,7 @@ from nmt_prune.data.corpus import (
 )
 from nmt_prune.data.text import EOS_ID, Tokenizer, Vocab, encode_source
 from nmt_prune.data.toy import GRAMMAR_VERSION
-from nmt_prune.validate import DataMissing
+from nmt_prune.validate import DataMissing, DataUnusable
 
 log = logging.getLogger(__name__)
 DATASETS = ("toy", "multi30k")
@@ -136,7 +136,7 @@ class NMTDataModule(pl.LightningDataModule):
         }
         for s, (src, _) in raw.items():
             if not src:  # fails at once, not after an epoch with an unrelated scheduler message
-                raise ValueError(
+                raise DataUnusable(
                     f"the {s} split is empty: {d / f'{cfg.splits[s]}.{cfg.src_lang}'} has no lines"
                 )
         train_src, train_tgt, self.n_dropped["noise"] = drop_noise(*raw["train"])
@@ -157,7 +157,7 @@ class NMTDataModule(pl.LightningDataModule):
         self.src_vocab = Vocab.build(train_s, cfg.min_freq, cfg.max_vocab)
         self.tgt_vocab = Vocab.build(train_t, cfg.min_freq, cfg.max_vocab)
         if len(self.src_vocab) <= 4 or len(self.tgt_vocab) <= 4:
-            raise ValueError(
+            raise DataUnusable(
                 f"empty vocabulary (source {len(self.src_vocab) - 4}, target "
                 f"{len(self.tgt_vocab) - 4} words) with data.min_freq={cfg.min_freq}: "
                 f"lower data.min_freq or check the training files in {d}"
