@@ -17,7 +17,8 @@ LR_SCHEDULES = ("none", "halving", "plateau", *CONVERGENCE_RULES)
 RPP_PENALTIES = ("proximal", "l1")
 #: ``loss.normalize``: the training loss is the batch's summed token losses over its token count
 #: (token) or over its sentence count (sentence: Luong et al. 2015 and See et al. 2016, whose SGD
-#: learning rate 1.0 and clipping at 5 assume it)
+#: learning rate 1.0 and clipping at 5 assume it: Luong's trainLSTM.m, on which See et al. built,
+#: sums the token costs, divides the gradient by the batch size, clips that norm at 5)
 LOSS_NORMALIZATIONS = ("token", "sentence")
 #: ``loss.weight_penalty.type``
 WEIGHT_PENALTIES = ("none", "l1", "l2")
