@@ -38,7 +38,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nmt_prune import lending
@@ -164,11 +163,9 @@ def _set_aside_if_broken(root: Path, key: str) -> None:
     except Exception as e:
         problems.append(f"results.json: {type(e).__name__}")
     for name in ("best.ckpt", "theta0.pt"):
-        if name == "best.ckpt" or (final / name).exists():
-            try:
-                torch.load(final / name, map_location="cpu", weights_only=True)
-            except Exception as e:
-                problems.append(f"{name}: {type(e).__name__}: {str(e)[:60]}")
+        needed = name == "best.ckpt" or (final / name).exists()
+        if needed and not loadable(final / name, then="the dense entry is set aside"):
+            problems.append(f"{name}: not loadable")
     if problems:
         aside = root / f".{key}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
         os.replace(final, aside)

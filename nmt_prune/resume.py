@@ -90,12 +90,13 @@ def previous(out: Path) -> dict[str, Any] | None:
         return None
 
 
-def loadable(path: Path) -> bool:
+def loadable(path: Path, then: str = "the job starts over") -> bool:
+    """Whether torch can load ``path``; if not, a warning saying so and what happens ``then``."""
     try:
         torch.load(path, map_location="cpu", weights_only=True)
         return True
     except Exception as e:  # a file cut short by a kill: say so, start over
-        log.warning("%s cannot be loaded (%s: %s): the job starts over", path, type(e).__name__, e)
+        log.warning("%s cannot be loaded (%s: %s): %s", path, type(e).__name__, e, then)
         return False
 
 
