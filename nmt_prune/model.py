@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-ATTENTION_TYPES = ("general", "dot")
+from nmt_prune.names import ATTENTION_TYPES
 
 
 @dataclass

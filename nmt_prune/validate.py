@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nmt_prune.names import LOSS_NORMALIZATIONS
+from nmt_prune.names import ATTENTION_TYPES, LOSS_NORMALIZATIONS
 
 
 class ConfigError(ValueError):
@@ -72,6 +72,12 @@ RULES: dict[str, tuple[Any, str]] = {
     "data.eval_batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "data.min_freq": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "data.max_len": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "model.emb_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "model.hidden_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "model.layers": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "model.dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "model.attention": (lambda v: v in ATTENTION_TYPES, f"one of {', '.join(ATTENTION_TYPES)}"),
+    "model.input_feeding": (lambda v: isinstance(v, bool), "true or false"),
     "optim.lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "trainer.max_epochs": (lambda v: _is_int(v) and (v >= 1 or v == -1), "an integer >= 1 (or -1: no cap)"),
     "eval.beam_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1 (1 = greedy)"),

@@ -249,6 +249,10 @@ def test_default_job_learns_the_toy_task(tmp_path):
         ("loss.normalize=word", "loss.normalize='word'; must be one of token, sentence"),
         ("trainer.max_epochs=-3", "trainer.max_epochs=-3; must be an integer >= 1"),
         ("eval.beam_size=0", "eval.beam_size=0; must be an integer >= 1"),
+        # model keys: were tracebacks from the model's constructor, after the data had been read
+        ("model.hidden_size=0", "model.hidden_size=0; must be an integer >= 1"),
+        ("model.dropout=1.5", "model.dropout=1.5; must be a number in [0, 1)"),
+        ("model.attention=concat", "model.attention='concat'; must be one of general, dot"),
         ("eval.beam_size=-1", "eval.beam_size=-1; must be an integer >= 1"),
         ("prune.scheme=blnd", "Invalid value 'blnd', expected one of [blind, uniform, distribution]"),
         ("prune.pct=abc", "prune.pct='abc'; must be a number in [0, 100)"),
