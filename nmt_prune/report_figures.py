@@ -15,6 +15,7 @@ from nmt_prune.report_curves import fig_retrain_curves
 from nmt_prune.report_dead import fig_dead_capacity, fig_error_vs_sensitivity, fig_layer_error
 from nmt_prune.report_masks import fig_masks
 from nmt_prune.report_plot import finish as _finish
+from nmt_prune.report_recipe import fig_schemes_by_recipe
 from nmt_prune.report_size import fig_size
 from nmt_prune.report_sparsity import fig_bleu_vs_sparsity
 
@@ -239,6 +240,7 @@ def fig_snip_by_fraction(rows, out: Path) -> list[str]:
 
 FIGURES: list[Callable[..., list[str]]] = [
     fig_bleu_vs_sparsity,
+    fig_schemes_by_recipe,
     fig_class_sparsity,
     fig_class_sensitivity,
     fig_ppl_vs_magnitude,

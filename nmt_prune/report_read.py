@@ -12,18 +12,25 @@ import yaml
 
 from nmt_prune.results import PATH_COLUMNS, get, path_values
 
-_PRUNE_DEFAULTS = yaml.safe_load(
-    (Path(__file__).resolve().parents[1] / "conf" / "prune" / "default.yaml").read_text()
-)
+_CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _conf(name: str) -> dict[str, Any]:
+    return yaml.safe_load((_CONF / name).read_text())
+
+
+_PRUNE_DEFAULTS = _conf("prune/default.yaml")
 #: the retraining LR factor a line is labelled with only when it differs (conf/prune/default.yaml)
 DEFAULT_LR_FACTOR = _PRUNE_DEFAULTS["retrain"]["lr_factor"]
 #: OBD's Hessian sample, likewise: a line on another amount (the whole training set) is its own
 DEFAULT_OBD_SENTENCES = _PRUNE_DEFAULTS["obd"]["sentences"]
-
 #: the model a line is labelled with only when it differs: its width (``model.hidden_size``)
-DEFAULT_WIDTH = yaml.safe_load(
-    (Path(__file__).resolve().parents[1] / "conf" / "model" / "small.yaml").read_text()
-)["hidden_size"]
+DEFAULT_WIDTH = _conf("model/small.yaml")["hidden_size"]
+#: the training recipe, likewise: the optimizer of conf/config.yaml's defaults (its class name,
+#: ``Adam``) and ``loss.normalize`` (``token``); See et al.'s SGD recipe is a line of its own
+_DEFAULTS = {k: v for d in _conf("config.yaml")["defaults"] if isinstance(d, dict) for k, v in d.items()}
+DEFAULT_OPTIMIZER = _conf(f"optim/{_DEFAULTS['optim']}.yaml")["_target_"].rsplit(".", 1)[-1]
+DEFAULT_LOSS_NORMALIZE = _conf("config.yaml")["loss"]["normalize"]
 #: trainer.precision values that are Lightning's fp32 default (a line says any other)
 FP32 = ("", None, 32, "32", "32-true")
 
@@ -49,6 +56,8 @@ COLUMNS = [
     "lr_factor",
     "width",
     "precision",
+    "optimizer",
+    "loss_normalize",
     *PATH_COLUMNS,
 ]
 
@@ -127,6 +136,9 @@ def _row(job: str, res: dict[str, Any]) -> dict[str, Any]:
         "lr_factor": get(cfg, "prune", "retrain", "lr_factor", default=""),
         "width": get(cfg, "model", "hidden_size", default=""),
         "precision": get(cfg, "trainer", "precision", default=""),
+        "optimizer": str(get(cfg, "optim", "_target_", default="")).rsplit(".", 1)[-1],
+        # results from before loss.normalize existed trained on the per-token loss
+        "loss_normalize": get(cfg, "loss", "normalize", default="token" if cfg else ""),
         **path_values(res),
     }
     if not dense_job and row["pct"] == 0 and res.get("prune") is not None:
@@ -263,11 +275,15 @@ def _sort_key(r: dict[str, Any]) -> tuple:
 
 def _label(r: dict[str, Any]) -> str:
     """The line a job belongs to: method/scheme plus whatever else distinguishes it."""
-    model = []  # another width or precision than the study's model: a line of its own
+    model = []  # another width, precision or training recipe than the study's: a line of its own
     if r.get("_width"):
         model.append(f"width {r['width']}")
     if r.get("precision") not in FP32:
         model.append(str(r["precision"]))
+    if r.get("optimizer") not in ("", None, DEFAULT_OPTIMIZER):  # another training recipe
+        model.append(f"optim={r['optimizer']}")
+    if r.get("loss_normalize") not in ("", None, DEFAULT_LOSS_NORMALIZE):
+        model.append(f"loss={r['loss_normalize']}")
     if r["method"] in ("dense", "dense control"):
         return "/".join([r["method"], *model])
     parts = [str(r["method"]), str(r["scheme"]), *model]

@@ -437,6 +437,36 @@ def test_a_line_is_every_setting_that_changes_results_but_the_seed(tmp_path):
             f.write_text(json.dumps(res))
     groups = {r["job"]: r["group"] for r in collect(tmp_path / "s")}
     assert groups == {"fp32": "dense", "bf16": "dense/bf16-mixed", "w128": "dense/width 128"}
+    # See et al.'s SGD recipe (study_sgd_no_retrain) prunes another dense model: a line of its
+    # own, not a repeat of the Adam line's seed 1 (the report once mixed them in the medians)
+    for name, optim, normalize in (
+        ("adam", "torch.optim.Adam", "token"),
+        ("sgd", "torch.optim.SGD", "sentence"),
+    ):
+        _job(tmp_path / "r", name, pct=70, epochs=0, seed=1)
+        f = tmp_path / "r" / name / "results.json"
+        res = json.loads(f.read_text())
+        res["config"].update(optim={"_target_": optim, "lr": 1.0}, loss={"normalize": normalize})
+        f.write_text(json.dumps(res))
+    lines = {r["job"]: r["group"] for r in collect(tmp_path / "r")}
+    assert lines == {
+        "adam": "magnitude/blind/no retraining",
+        "sgd": "magnitude/blind/optim=SGD/loss=sentence/no retraining",
+    }
+    # and the figure that sets the two recipes side by side (one panel each)
+    from nmt_prune.report_recipe import fig_schemes_by_recipe, scheme_curves
+
+    rows = collect(tmp_path / "r")
+    bleu = {r["job"]: r["test_bleu"] for r in rows}
+    curves = scheme_curves(rows)
+    assert {k: {s: dict(v) for s, v in c.items()} for k, c in curves.items()} == {
+        "Adam, token loss": {"blind": {70.0: [bleu["adam"]]}},
+        "SGD, sentence loss": {"blind": {70.0: [bleu["sgd"]]}},
+    }
+    assert fig_schemes_by_recipe(rows, tmp_path) == ["schemes_by_recipe.png"]
+    assert (tmp_path / "schemes_by_recipe.png").stat().st_size > 0
+    shutil.rmtree(tmp_path / "r" / "sgd")  # one recipe: nothing to set side by side
+    assert fig_schemes_by_recipe(collect(tmp_path / "r"), tmp_path)[0].startswith("schemes_by_recipe: ")
     dense = size_points(collect(tmp_path / "s"))["dense"]
     assert sorted(dense) == [128, 256] and len(dense[256]) == 1  # fp32 only: the bf16 model is not drawn
     shutil.rmtree(tmp_path / "s" / "w128")
