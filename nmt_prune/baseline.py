@@ -43,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from nmt_prune import lending
 from nmt_prune.cache_lock import waiting_lock
 from nmt_prune.code_fingerprint import code_version
+from nmt_prune.names import TRAINER_COSMETIC
 from nmt_prune.resume import loadable
 from nmt_prune.runtime import machine_record
 
@@ -53,8 +54,6 @@ KEY_PARTS = ("data", "model", "init", "optim", "lr_schedule", "loss", "trainer",
 FORMAT = 2  # 1: no fingerprints, data.root in the key
 #: relative difference of the re-measured val perplexity that still counts as reproduced
 ADOPT_RTOL = 1e-3
-#: trainer keys that change how a run looks, not what it learns
-_TRAINER_COSMETIC = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
 
 
 def key_config(cfg: DictConfig, data_fingerprint: str | None = None) -> dict[str, Any]:
@@ -67,7 +66,7 @@ def key_config(cfg: DictConfig, data_fingerprint: str | None = None) -> dict[str
     data = parts["data"]
     data.pop("download", None)
     data.pop("root", None)  # where the files lie does not count; what they hold does
-    for k in _TRAINER_COSMETIC:
+    for k in TRAINER_COSMETIC:
         parts["trainer"].pop(k, None)
     # an option that is off trains exactly as before it existed: leaving it out of the key keeps
     # the caches made before it valid

@@ -6,6 +6,9 @@ in about a second; the modules that implement each choice import their list from
 #: Luong's attention scores (``model.attention``; nmt_prune/model.py): general (h_t^T W_a h_s) or
 #: dot (h_t^T h_s), Luong, Pham & Manning 2015 eq. 8
 ATTENTION_TYPES = ("general", "dot")
+#: trainer keys that change how a run looks, not what it learns (the dense cache key and the
+#: report's lines ignore them)
+TRAINER_COSMETIC = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
 #: allocation schemes (``prune.scheme``; nmt_prune/allocation.py)
 SCHEMES = ("blind", "uniform", "distribution")
 #: the weight classes that are embeddings (``prune.include_embeddings``)

@@ -8,31 +8,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from nmt_prune.report_lines import FP32, label, name_budgets, name_widths, retrain_budget, split_unlabelled
 from nmt_prune.results import PATH_COLUMNS, get, path_values
 
-_CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def _conf(name: str) -> dict[str, Any]:
-    return yaml.safe_load((_CONF / name).read_text())
-
-
-_PRUNE_DEFAULTS = _conf("prune/default.yaml")
-#: the retraining LR factor a line is labelled with only when it differs (conf/prune/default.yaml)
-DEFAULT_LR_FACTOR = _PRUNE_DEFAULTS["retrain"]["lr_factor"]
-#: OBD's Hessian sample, likewise: a line on another amount (the whole training set) is its own
-DEFAULT_OBD_SENTENCES = _PRUNE_DEFAULTS["obd"]["sentences"]
-#: the model a line is labelled with only when it differs: its width (``model.hidden_size``)
-DEFAULT_WIDTH = _conf("model/small.yaml")["hidden_size"]
-#: the training recipe, likewise: the optimizer of conf/config.yaml's defaults (its class name,
-#: ``Adam``) and ``loss.normalize`` (``token``); See et al.'s SGD recipe is a line of its own
-_DEFAULTS = {k: v for d in _conf("config.yaml")["defaults"] if isinstance(d, dict) for k, v in d.items()}
-DEFAULT_OPTIMIZER = _conf(f"optim/{_DEFAULTS['optim']}.yaml")["_target_"].rsplit(".", 1)[-1]
-DEFAULT_LOSS_NORMALIZE = _conf("config.yaml")["loss"]["normalize"]
-#: trainer.precision values that are Lightning's fp32 default (a line says any other)
-FP32 = ("", None, 32, "32", "32-true")
+_label = label  # the name the figures import
+__all__ = ["FP32", "retrain_budget", "_label"]
 
 #: the csv's columns: what the report computes per job, then the values read from results.json
 COLUMNS = [
@@ -176,52 +156,12 @@ def collect(root: Path) -> list[dict[str, Any]]:
             ]
             res = {"status": "failed", "error": "no results.json (the job was killed?)", "overrides": ov}
             rows.append(_row(str(h.parent.relative_to(root)) or ".", res))
-    _name_budgets(rows)
-    _name_widths(rows)
+    name_budgets(rows)
+    name_widths(rows)
+    split_unlabelled(rows)
     return rows
 
 
-def _name_widths(rows: list[dict[str, Any]]) -> None:
-    """Where the rows hold models of several widths (study_size_dense), a job of another width than
-    the study's model (``conf/model/small.yaml``) is a line of its own: ``dense/width 128`` is not
-    another seed of ``dense``. A report of one width is labelled as before."""
-    if len({r["width"] for r in rows} - {"", None}) > 1:
-        for r in rows:
-            if r["width"] not in ("", None, DEFAULT_WIDTH):
-                r["_width"] = True
-                r["group"] = _label(r)
-
-
-def retrain_budget(r: dict[str, Any]) -> str:
-    """A retrained job's retraining budget (``converged``, ``6 ep``); "" where none applies."""
-    if r["status"] != "ok" or r.get("timing") != "after_fit" or r.get("rewind") not in ("none", ""):
-        return ""
-    epochs = r.get("retrain_epochs")
-    if epochs == 0:  # not retrained, whatever `until` its preset inherited
-        return ""
-    if r.get("retrain_until") == "converged":
-        return "converged"
-    return f"{epochs} ep" if epochs not in ("", None) else ""
-
-
-def _name_budgets(rows: list[dict[str, Any]]) -> None:
-    """Jobs that differ only in their retraining budget (study_schedules' 6 fixed epochs beside
-    study_oneshot's converged retraining) must not be one line, or the medians would take a
-    6-epoch job for another seed of the converged one. Where a line holds several budgets, every
-    fixed budget becomes part of the label (``magnitude/uniform/retrain 6 ep``); the converged
-    jobs keep the plain label, so a report of one budget is labelled as before."""
-    budgets: dict[str, set[str]] = {}
-    for r in rows:
-        if retrain_budget(r):
-            budgets.setdefault(r["group"], set()).add(retrain_budget(r))
-    for r in rows:
-        b = retrain_budget(r)
-        if b and b != "converged" and len(budgets[r["group"]]) > 1:
-            r["_budget"] = f"retrain {b}"
-            r["group"] = _label(r)
-
-
-# --------------------------------------------------------------------------------- tables
 def _fmt(v: Any, column: str = "") -> str:
     if v is None:
         return ""
@@ -271,38 +211,3 @@ def write_markdown(
 
 def _sort_key(r: dict[str, Any]) -> tuple:
     return (_label(r), r["pct"] if isinstance(r["pct"], (int, float)) else -1, str(r["seed"]), r["job"])
-
-
-def _label(r: dict[str, Any]) -> str:
-    """The line a job belongs to: method/scheme plus whatever else distinguishes it."""
-    model = []  # another width, precision or training recipe than the study's: a line of its own
-    if r.get("_width"):
-        model.append(f"width {r['width']}")
-    if r.get("precision") not in FP32:
-        model.append(str(r["precision"]))
-    if r.get("optimizer") not in ("", None, DEFAULT_OPTIMIZER):  # another training recipe
-        model.append(f"optim={r['optimizer']}")
-    if r.get("loss_normalize") not in ("", None, DEFAULT_LOSS_NORMALIZE):
-        model.append(f"loss={r['loss_normalize']}")
-    if r["method"] in ("dense", "dense control"):
-        return "/".join([r["method"], *model])
-    parts = [str(r["method"]), str(r["scheme"]), *model]
-    if r.get("timing") in ("at_init", "during"):
-        parts.append(r["timing"])
-    if r.get("schedule") not in ("", "one_shot", None):
-        parts.append(r["schedule"])
-    if r.get("rewind") not in ("", "none", None):
-        parts.append(f"rewind={r['rewind']}")
-    if r.get("phase"):
-        parts.append(r["phase"])
-    if r["method"] == "obd" and r.get("data_sentences") not in ("", None, DEFAULT_OBD_SENTENCES):
-        parts.append(f"H on {r['data_sentences']} sentences")
-    if r.get("lr_factor") not in ("", None, DEFAULT_LR_FACTOR) and r.get("retrain_epochs") not in ("", 0):
-        parts.append(f"retrain lr x{r['lr_factor']:g}")
-    if r.get("_budget"):
-        parts.append(r["_budget"])
-    if r.get("only"):
-        parts.append(f"only={r['only']}")
-    elif r.get("timing") == "after_fit" and r.get("retrain_epochs") == 0:
-        parts.append("no retraining")  # a line of its own, not mixed with the retrained jobs
-    return "/".join(parts)

@@ -76,7 +76,8 @@ def _job(root: Path, name: str, **kw) -> None:
             "seed": kw.get("seed", 1),
             "init": {"scheme": kw.get("init", "uniform")},
             "logger": {"name": "none"},
-            "prune": prune,
+            # the config: what was asked (results.json's prune adds what was measured)
+            "prune": {k: v for k, v in prune.items() if k not in ("data_used", "max_pruned_abs_by_class")},
         },
         "prune": prune,
         "sparsity": pct / 100,
@@ -102,6 +103,9 @@ def _job(root: Path, name: str, **kw) -> None:
         res["checkpoint"] = str(d / "best.ckpt")
     if kw.get("only"):  # a one-class job records the layer error of that class
         res["layer_error"] = {"by_class": {kw["only"]: pct / 200}}
+    if kw.get("optim"):  # the dense model's training recipe (study_sgd_no_retrain: SGD)
+        res["config"]["optim"] = {"_target_": f"torch.optim.{kw['optim']}"}
+        res["config"]["loss"] = {"normalize": kw.get("normalize", "token")}
     if kw.get("width"):  # the large-vs-small study: models of several widths, their sizes
         width, nonzero = kw["width"], kw["nonzero"]
         res["config"]["model"] = {"hidden_size": width}
@@ -137,6 +141,8 @@ def sweep(tmp_path: Path) -> Path:
             scheme="uniform",
             pct=round(100 * (1 - n / 8_270_000), 2),
         )
+    for optim, normalize in (("Adam", "token"), ("SGD", "sentence")):
+        _job(root, f"recipe/{optim}-70", pct=70, epochs=0, optim=optim, normalize=normalize)
     failed = root / "schemes" / "broken"
     failed.mkdir()
     res = {
@@ -154,7 +160,7 @@ def sweep(tmp_path: Path) -> Path:
 def test_report_writes_tables_and_every_figure(sweep):
     info = make_report(sweep, use_wandb=False)
     out = sweep / "report"
-    assert info["rows"] == 18 + 9 + 4 + 3 + 4 + 2 and info["failed"] == 2
+    assert info["rows"] == 18 + 9 + 4 + 3 + 4 + 2 + 2 and info["failed"] == 2
     expected = [
         "bleu_vs_sparsity.png",
         "class_sensitivity.png",
@@ -171,6 +177,7 @@ def test_report_writes_tables_and_every_figure(sweep):
         "size.png",
         "layer_error_vs_sensitivity.png",
         "retrain_curves.png",
+        "schemes_by_recipe.png",
     ]
     for name in expected:
         data = (out / name).read_bytes()
@@ -217,7 +224,9 @@ def test_report_errors_are_clear(tmp_path, capsys):
 def test_collect_reads_any_depth_and_skips_its_own_output(sweep):
     make_report(sweep, use_wandb=False)
     (sweep / "report" / "results.json").write_text("{}")  # nothing under report/ is a job
-    assert len(collect(sweep)) == 40
+    assert (
+        len(collect(sweep)) == 42
+    )  # the fixture's 42 jobs (schemes, sensitivity, init, fraction, size, recipe)
 
 
 def test_report_logs_figures_and_table_to_wandb_offline(tmp_path, monkeypatch):
@@ -439,15 +448,8 @@ def test_a_line_is_every_setting_that_changes_results_but_the_seed(tmp_path):
     assert groups == {"fp32": "dense", "bf16": "dense/bf16-mixed", "w128": "dense/width 128"}
     # See et al.'s SGD recipe (study_sgd_no_retrain) prunes another dense model: a line of its
     # own, not a repeat of the Adam line's seed 1 (the report once mixed them in the medians)
-    for name, optim, normalize in (
-        ("adam", "torch.optim.Adam", "token"),
-        ("sgd", "torch.optim.SGD", "sentence"),
-    ):
-        _job(tmp_path / "r", name, pct=70, epochs=0, seed=1)
-        f = tmp_path / "r" / name / "results.json"
-        res = json.loads(f.read_text())
-        res["config"].update(optim={"_target_": optim, "lr": 1.0}, loss={"normalize": normalize})
-        f.write_text(json.dumps(res))
+    for name, optim, normalize in (("adam", "Adam", "token"), ("sgd", "SGD", "sentence")):
+        _job(tmp_path / "r", name, pct=70, epochs=0, seed=1, optim=optim, normalize=normalize)
     lines = {r["job"]: r["group"] for r in collect(tmp_path / "r")}
     assert lines == {
         "adam": "magnitude/blind/no retraining",
@@ -471,3 +473,33 @@ def test_a_line_is_every_setting_that_changes_results_but_the_seed(tmp_path):
     assert sorted(dense) == [128, 256] and len(dense[256]) == 1  # fp32 only: the bf16 model is not drawn
     shutil.rmtree(tmp_path / "s" / "w128")
     assert {r["group"] for r in collect(tmp_path / "s")} == {"dense", "dense/bf16-mixed"}
+
+
+def test_jobs_that_differ_in_a_key_no_label_names_are_split_not_mixed(tmp_path):
+    """The safety net under the labels (report_lines.split_unlabelled): two seed-1 jobs whose
+    configs differ in label smoothing are two lines; jobs that differ only in the seed, where they
+    ran, their threads, or another criterion's settings stay one line."""
+
+    def job(name, seed=1, **cfg):
+        _job(tmp_path / "s", name, pct=70, epochs=0, seed=seed)
+        f = tmp_path / "s" / name / "results.json"
+        res = json.loads(f.read_text())
+        for key, value in cfg.items():
+            node = res["config"]
+            *parents, leaf = key.split("__")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+        f.write_text(json.dumps(res))
+
+    job("a", loss__label_smoothing=0.1, threads=1, paths__output_dir="/x", prune__obd__sentences=10)
+    job("b", seed=2, loss__label_smoothing=0.1, threads=2, paths__output_dir="/y", prune__obd__sentences=99)
+    job("c", loss__label_smoothing=0.0, threads=1, paths__output_dir="/z", prune__obd__sentences=10)
+    groups = {r["job"]: r["group"] for r in collect(tmp_path / "s")}
+    assert groups == {
+        "a": "magnitude/blind/no retraining/loss.label_smoothing=0.1",
+        "b": "magnitude/blind/no retraining/loss.label_smoothing=0.1",
+        "c": "magnitude/blind/no retraining/loss.label_smoothing=0.0",
+    }
+    shutil.rmtree(tmp_path / "s" / "c")  # the same recipe: one line, labelled as always
+    assert {r["group"] for r in collect(tmp_path / "s")} == {"magnitude/blind/no retraining"}
