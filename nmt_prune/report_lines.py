@@ -46,6 +46,7 @@ FP32 = ("", None, 32, "32", "32-true")
 #: ran (threads change no result: tests/test_runtime.py; a resumed job computes the same fit)
 SAME_LINE_KEYS = (
     "seed",
+    "prune.seed",  # the random criterion's own seed: repeats of one claim as much as the run's seed
     "prune.pct",
     "threads",
     "lend_threads",
