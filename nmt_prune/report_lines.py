@@ -32,9 +32,10 @@ DEFAULT_OBD_SENTENCES = _PRUNE_DEFAULTS["obd"]["sentences"]
 DEFAULT_WIDTH = _conf("model/small.yaml")["hidden_size"]
 #: the training recipe, likewise: the optimizer of conf/config.yaml's defaults (its class name,
 #: ``Adam``) and ``loss.normalize`` (``token``); See et al.'s SGD recipe is a line of its own
-_DEFAULTS = {k: v for d in _conf("config.yaml")["defaults"] if isinstance(d, dict) for k, v in d.items()}
+_CONFIG = _conf("config.yaml")
+_DEFAULTS = {k: v for d in _CONFIG["defaults"] if isinstance(d, dict) for k, v in d.items()}
 DEFAULT_OPTIMIZER = _conf(f"optim/{_DEFAULTS['optim']}.yaml")["_target_"].rsplit(".", 1)[-1]
-DEFAULT_LOSS_NORMALIZE = _conf("config.yaml")["loss"]["normalize"]
+DEFAULT_LOSS_NORMALIZE = _CONFIG["loss"]["normalize"]
 #: the initialisation, likewise (``init``: See et al.'s U(-0.1, 0.1))
 DEFAULT_INIT = _conf(f"init/{_DEFAULTS['init']}.yaml")["scheme"]
 #: what SNIP scores on by default (report_read._snip_data of conf/prune/default.yaml's snip node)
@@ -105,10 +106,11 @@ def split_unlabelled(rows: list[dict[str, Any]]) -> None:
         flats = [_flat(r["_res"]["config"]) for r in rs]
         common = set.intersection(*(set(f) for f in flats))
         differ = sorted(k for k in common if len({f[k] for f in flats}) > 1 and not _may_differ(k, rs))
+        if not differ:
+            continue
         for r, f in zip(rs, flats):
-            if differ:
-                r["_split"] = [f"{k}={f[k]}" for k in differ]
-                r["group"] = label(r)
+            r["_split"] = [f"{k}={f[k]}" for k in differ]
+            r["group"] = label(r)
 
 
 def name_widths(rows: list[dict[str, Any]]) -> None:
