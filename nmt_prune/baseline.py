@@ -75,6 +75,8 @@ def key_config(cfg: DictConfig, data_fingerprint: str | None = None) -> dict[str
         parts["loss"].pop("weight_penalty")
     if parts["loss"].get("normalize") == "token":  # the loss before the option existed
         parts["loss"].pop("normalize")
+    if parts["model"].get("reverse_source") is False:  # the encoder before the option existed
+        parts["model"].pop("reverse_source")
     parts["format"] = FORMAT
     parts["fingerprint"] = {"data": data_fingerprint, "code": code_version()}
     return parts

@@ -57,7 +57,7 @@ def layer_inputs(model: Seq2Seq, batches: list[dict[str, Tensor]]) -> dict[str, 
         s_real, t_real = src != model.pad_id, tgt_in != model.pad_id
         add("src_embed.weight", src, s_real)
         add("tgt_embed.weight", tgt_in, t_real)
-        x = model.src_embed(src)
+        x = model.src_embed(model.read_order(src, lens))  # as encode reads it (pads stay put)
         for k in range(model.layers):
             w_ih, w_hh = getattr(model.encoder, f"weight_ih_l{k}"), getattr(model.encoder, f"weight_hh_l{k}")
             bias = getattr(model.encoder, f"bias_ih_l{k}") + getattr(model.encoder, f"bias_hh_l{k}")

@@ -100,6 +100,7 @@ class Seq2Seq(nn.Module):
         attention: str = "general",
         input_feeding: bool = True,
         pad_id: int = 0,
+        reverse_source: bool = False,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_TYPES:
@@ -108,6 +109,7 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"model.layers={layers}; must be >= 1")
         self.emb_size, self.hidden_size, self.layers = emb_size, hidden_size, layers
         self.attention_type, self.input_feeding, self.pad_id = attention, input_feeding, pad_id
+        self.reverse_source = reverse_source
         self.src_embed = nn.Embedding(src_vocab, emb_size, padding_idx=pad_id)
         self.tgt_embed = nn.Embedding(tgt_vocab, emb_size, padding_idx=pad_id)
         self.encoder = nn.LSTM(
@@ -182,8 +184,20 @@ class Seq2Seq(nn.Module):
         return F.dropout(x, self.dropout_p[site], self.training)
 
     # --------------------------------------------------------------------------- encoder
+    def read_order(self, src: Tensor, src_len: Tensor) -> Tensor:
+        """The source as the encoder reads it: with ``reverse_source`` each sentence's tokens in
+        reverse order, padding left at the end (Sutskever et al. 2014 sect. 3.3; Luong et al. 2015
+        Table 1, "+reverse", the model See et al. 2016 prune); else ``src`` itself. Attention
+        scores every position alike, so only the encoder's reading order changes."""
+        if not self.reverse_source:
+            return src
+        pos = torch.arange(src.shape[1], device=src.device)
+        n = src_len.to(src.device).unsqueeze(1)
+        return src.gather(1, torch.where(pos < n, n - 1 - pos, pos))
+
     def encode(self, src: Tensor, src_len: Tensor) -> DecoderState:
         """src: (B, S) token ids, src_len: (B,) lengths -> initial decoder state."""
+        src = self.read_order(src, src_len)
         emb = self._drop(self.src_embed(src), "encoder.layer0")  # (B, S, E)
         packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
         out, (h, c) = self.encoder(packed)

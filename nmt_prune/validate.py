@@ -78,6 +78,7 @@ RULES: dict[str, tuple[Any, str]] = {
     "model.dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "model.attention": (lambda v: v in ATTENTION_TYPES, f"one of {', '.join(ATTENTION_TYPES)}"),
     "model.input_feeding": (lambda v: isinstance(v, bool), "true or false"),
+    "model.reverse_source": (lambda v: isinstance(v, bool), "true or false"),
     "optim.lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "trainer.max_epochs": (lambda v: _is_int(v) and (v >= 1 or v == -1), "an integer >= 1 (or -1: no cap)"),
     "eval.beam_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1 (1 = greedy)"),

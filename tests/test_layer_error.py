@@ -65,3 +65,13 @@ def test_relative_errors_equal_a_direct_computation():
     e = dense["src_embed.weight"][rows]
     expected = float((e - pruned["src_embed.weight"][rows]).norm() / e.norm())
     assert math.isclose(res["by_class"]["src_embed"], expected, rel_tol=1e-7)
+
+
+def test_the_rerun_reads_the_source_as_the_encoder_does_when_reversed():
+    m, batches = _setup(2)
+    m.reverse_source = True
+    x = layer_inputs(m, batches)
+    m.eval()
+    with torch.no_grad():
+        memory = torch.cat([m.encode(b["src"], b["src_len"]).memory[b["src"] != 0] for b in batches])
+    torch.testing.assert_close(x["attn_in.weight"], memory)

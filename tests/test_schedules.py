@@ -329,3 +329,9 @@ def test_schedule_counts_the_optimizer_steps_lightning_runs(tmp_path, trainer):
     assert out["status"] == "ok", out.get("error")
     assert [e["epoch"] for e in out["prune"]["events"]] == [0, 1, 2]  # one round per epoch, as planned
     assert out["sparsity"] == pytest.approx(0.75, abs=1e-3)
+
+
+def test_reverse_source_off_keeps_the_dense_cache_key(tmp_path):
+    off = baseline.cache_key(make_cfg(tmp_path))
+    assert baseline.cache_key(make_cfg(tmp_path, "model.reverse_source=false")) == off
+    assert baseline.cache_key(make_cfg(tmp_path, "model.reverse_source=true")) != off
