@@ -3,7 +3,8 @@ search on its own model of the same architecture, trained as long on the same da
 
 JoeyNMT is not a dependency of this project: install it in a scratch venv that sees this one's
 packages (``python -m venv --system-site-packages /tmp/jn && /tmp/jn/bin/pip install
-joeynmt==2.3.0``) and run this file with that venv's python.
+joeynmt==2.3.0 importlib_metadata``, as README "Against JoeyNMT") and run this file with that
+venv's python.
 
     python bench/joeynmt_decode.py train --data-root D --model-dir M --epochs 3 [--threads 1]
     python bench/joeynmt_decode.py decode --model-dir M --ours CKPT [CKPT ...] [--threads 1] [--rounds 3]
