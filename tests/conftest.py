@@ -29,6 +29,19 @@ BASE = [
 ]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (``slow``, then ``slurm``, then ``integration``): under ``-n auto``
+    one worker starts the longest test while the others take the rest, instead of it starting
+    last and the suite waiting on it alone (longest-first scheduling). A stable sort: the order
+    within each kind is the files' order."""
+    kinds = ("slow", "slurm", "integration")
+
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, k in enumerate(kinds) if item.get_closest_marker(k)), len(kinds))
+
+    items.sort(key=rank)
+
+
 def make_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
     """The real config, composed as run.py would, shrunk for tests (``BASE``), at tmp_path."""
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

@@ -219,11 +219,16 @@ def test_console_is_one_line_per_epoch_and_ends_with_the_result(tmp_path):
 
 @pytest.mark.slow
 def test_default_job_learns_the_toy_task(tmp_path):
-    """The README's main job, as is (toy corpus, model=small, batch 32, 8 epochs, a few minutes)."""
+    """The README's main job, as is (toy corpus, model=small, batch 32, 8 epochs, a few minutes).
+
+    One torch thread (the README's command takes two): the full suite runs on every core
+    (``-n auto``) and this test beside the others; two threads here would oversubscribe them.
+    """
     p = subprocess.run(
         [
             sys.executable,
             "run.py",
+            "threads=1",
             f"hydra.run.dir={tmp_path / 'out'}",
             f"paths.cache_dir={tmp_path / 'c'}",
             "logger=none",
