@@ -12,7 +12,7 @@ test:  ## fast test suite: no slow, integration (subprocess, multirun) or slurm 
 	$(PY) -m pytest -m "not slow and not integration and not slurm" -q -n auto --durations=5
 
 test-all:  ## every test, the slow end-to-end ones too, on every core (the README's test command)
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist loadgroup
 
 train:  ## main job on the embedded toy corpus (override with ARGS="key=value ...")
 	$(PY) run.py $(ARGS)

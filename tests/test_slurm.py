@@ -20,7 +20,9 @@ import pytest
 from nmt_prune.report import make_report
 from tests.conftest import ROOT
 
-pytestmark = [pytest.mark.slurm, pytest.mark.integration]
+#: one worker runs every test here (``--dist loadgroup``, as ``make test-all``): each module start
+#: brings up its own cluster on fixed ports, so two workers' clusters would collide
+pytestmark = [pytest.mark.slurm, pytest.mark.integration, pytest.mark.xdist_group("slurm")]
 SCRIPT = ROOT / "tests" / "slurm" / "local_slurm.sh"
 LAUNCHER = [
     "hydra/launcher=slurm",
