@@ -7,6 +7,7 @@ to start one as root. `.ci/run` installs the packages, so CI runs these.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -53,13 +54,19 @@ def slurm(tmp_path_factory) -> dict[str, str]:
     if not (shutil.which("slurmctld") and shutil.which("munged") and os.geteuid() == 0):
         pytest.skip("SLURM not available: no cluster (SLURM_CONF) and no slurmctld/munged to start as root")
     d = tmp_path_factory.mktemp("slurm")
-    p = subprocess.run(["bash", str(SCRIPT), "start", str(d)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
-    env["SLURM_CONF"] = str(d / "slurm.conf")
-    # no accounting database on the local cluster: submitit's job-state query goes to a stand-in
-    env["PATH"] = f"{SCRIPT.parent / 'bin'}{os.pathsep}{env['PATH']}"
-    yield env
-    subprocess.run(["bash", str(SCRIPT), "stop", str(d)], capture_output=True)
+    # one local cluster at a time on this machine (fixed ports, one munged): a worker that gets
+    # here while another holds it waits (only without ``--dist loadgroup``) instead of colliding
+    with open(tmp_path_factory.getbasetemp().parent / "local_slurm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        p = subprocess.run(["bash", str(SCRIPT), "start", str(d)], capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+        env["SLURM_CONF"] = str(d / "slurm.conf")
+        # no accounting database on the local cluster: submitit's job-state query goes to a stand-in
+        env["PATH"] = f"{SCRIPT.parent / 'bin'}{os.pathsep}{env['PATH']}"
+        try:
+            yield env
+        finally:
+            subprocess.run(["bash", str(SCRIPT), "stop", str(d)], capture_output=True)
 
 
 def _results(sweep: Path) -> dict[float, dict]:
